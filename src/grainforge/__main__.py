@@ -1,0 +1,3 @@
+from grainforge.cli import main
+
+main()

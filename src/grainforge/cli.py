@@ -1,0 +1,45 @@
+"""The ``grainforge`` command: one typer app, one subcommand per pipeline stage.
+
+Each stage's options live in ``grainforge.commands.<stage>`` (thin: parse, validate, call the
+library, report); heavy imports (numba, torch) happen inside the commands, so ``--help`` is fast.
+A :class:`~grainforge.errors.UserError` anywhere becomes one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from grainforge.commands import demo_data, evaluate, experiment, segment, simulate, slice, stats, style
+from grainforge.errors import UserError
+
+app = typer.Typer(
+    name="grainforge",
+    help="Physics-made training data for grain-boundary segmentation of micrographs.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("simulate")(simulate.simulate)
+app.command("slice")(slice.slice_volume)
+app.command("stats")(stats.stats)
+app.command("demo-data")(demo_data.demo_data)
+app.command("evaluate")(evaluate.evaluate)
+app.add_typer(style.app, name="style", help="pix2pix style transfer: train on real pairs, apply to labels.")
+app.add_typer(segment.app, name="segment", help="U-Net segmentation: train on real + synthetic, predict grains.")
+app.command("experiment")(experiment.experiment)
+
+EXIT_USER_ERROR = 2
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point. User errors print ``grainforge: error: ...`` and exit 2."""
+    try:
+        app(args=argv, prog_name="grainforge")
+    except UserError as err:
+        print(f"grainforge: error: {err}", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
+    except KeyboardInterrupt:
+        print("grainforge: interrupted; rerun with --resume to continue from the last checkpoint", file=sys.stderr)
+        sys.exit(130)

@@ -1,0 +1,1 @@
+"""Thin typer command modules, one per pipeline stage (see ``grainforge.cli``)."""

@@ -1,0 +1,175 @@
+"""File IO shared by every stage. Every writer is atomic: it writes a temporary file in the
+target folder and renames it into place, so an interrupted run never leaves a half-written file.
+
+Images are read as 2D arrays (H, W); colour is converted to grey. Errors are :class:`UserError`
+naming the file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from grainforge.errors import UserError
+
+IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success rename it onto ``path``.
+
+    The temporary name keeps the suffix so that writers choosing a format by suffix work.
+    On any exception the temporary file is removed and ``path`` is untouched.
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"cannot create folder {path.parent}: {err.strerror}; choose a writable --out") from err
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+
+
+def ensure_writable_dir(path: str | os.PathLike) -> Path:
+    """Create ``path`` (and parents) and check that files can be written there."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test"):
+            pass
+    except OSError as err:
+        raise UserError(f"output folder {path} is not writable ({err.strerror}); choose another --out") from err
+    return path
+
+
+def list_images(folder: str | os.PathLike) -> list[Path]:
+    """Image files in ``folder`` (not recursive), sorted by name; UserError if none."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UserError(f"{folder} is not a folder; pass a folder of images")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+    if not files:
+        raise UserError(f"{folder} holds no images ({', '.join(IMAGE_SUFFIXES)}); check the path")
+    return files
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read an image file as a 2D array (H, W) in its stored dtype; RGB(A) becomes grey (luma)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise UserError(f"{path}: file is empty; replace or remove it")
+    try:
+        if path.suffix.lower() in (".tif", ".tiff"):
+            import tifffile
+
+            array = tifffile.imread(path)
+        else:
+            from PIL import Image
+
+            with Image.open(path) as img:
+                if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+                    array = np.array(img)
+                else:
+                    array = np.array(img.convert("L") if img.mode not in ("L", "1") else img)
+    except Exception as err:  # any decoder failure is the file's fault
+        raise UserError(f"{path}: unreadable image ({type(err).__name__}: {err}); re-export it as PNG or TIFF") from err
+    array = np.asarray(array)
+    if array.ndim == 3 and array.shape[-1] in (3, 4):
+        rgb = array[..., :3].astype(np.float64)
+        grey = rgb @ np.array([0.299, 0.587, 0.114])
+        array = np.round(grey).astype(array.dtype) if np.issubdtype(array.dtype, np.integer) else grey
+    if array.ndim != 2:
+        raise UserError(f"{path}: expected a 2D image, got shape {array.shape}; save one image per file")
+    if array.dtype == bool:
+        array = array.astype(np.uint8) * 255
+    return array
+
+
+def read_grey(path: str | os.PathLike) -> np.ndarray:
+    """Read an image as float32 (H, W) scaled to [0, 1] by its integer range (8 or 16 bit)."""
+    array = read_image(path)
+    if np.issubdtype(array.dtype, np.integer):
+        top = 255.0 if array.max(initial=0) <= 255 and array.dtype.itemsize == 1 else float(np.iinfo(array.dtype).max)
+        if array.dtype.itemsize > 1 and array.max(initial=0) <= 255:
+            top = 255.0
+        return (array.astype(np.float32) / top).clip(0.0, 1.0)
+    array = array.astype(np.float32)
+    lo, hi = float(array.min(initial=0.0)), float(array.max(initial=0.0))
+    return array if lo >= 0.0 and hi <= 1.0 else (array - lo) / max(hi - lo, 1e-12)
+
+
+def write_png(path: str | os.PathLike, array: np.ndarray) -> None:
+    """Write a 2D uint8 or uint16 array (or a (H, W, 3) uint8 colour image) as PNG, atomically."""
+    from PIL import Image
+
+    array = np.asarray(array)
+    if array.dtype not in (np.uint8, np.uint16):
+        raise TypeError(f"write_png wants uint8/uint16, got {array.dtype}")
+    with atomic_path(path) as tmp:
+        Image.fromarray(array).save(tmp, format="PNG")
+
+
+def write_tiff(path: str | os.PathLike, array: np.ndarray) -> None:
+    """Write an array as a zlib-compressed TIFF, atomically."""
+    import tifffile
+
+    with atomic_path(path) as tmp:
+        tifffile.imwrite(tmp, np.asarray(array), compression="zlib")
+
+
+def write_csv(path: str | os.PathLike, rows: Iterable[Mapping], columns: Sequence[str] | None = None) -> None:
+    """Write dict rows as CSV with a header, atomically. ``columns`` defaults to the first row's keys."""
+    rows = list(rows)
+    if columns is None:
+        columns = list(rows[0].keys()) if rows else []
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(columns), extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def read_csv(path: str | os.PathLike) -> list[dict[str, str]]:
+    """Read a CSV with a header into dict rows (values are strings)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such file")
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def write_json(path: str | os.PathLike, data: object) -> None:
+    """Write JSON (indented, keys sorted), atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def write_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
+    """Write arrays to a compressed .npz, atomically."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(fh, **arrays)
+
+
+def save_figure(fig, path: str | os.PathLike, dpi: int = 120) -> None:
+    """Save a matplotlib figure (format from the suffix), atomically, and close it."""
+    import matplotlib.pyplot as plt
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=Path(path).suffix.lstrip(".") or "png")
+    plt.close(fig)
