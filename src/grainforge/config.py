@@ -95,6 +95,12 @@ def _from_dict(cls: type[T], data: dict, where: str, base: T | None = None) -> T
     return instance
 
 
+def config_from_dict(cls: type[T], data: dict, where: str, base: T | None = None) -> T:
+    """Build (or, with ``base``, override) a ``cls`` config from a plain dict, with the same checks as
+    :func:`load_config`; ``where`` names the source in error messages."""
+    return _from_dict(cls, data, where, base=base)
+
+
 def load_config(cls: type[T], spec: str | os.PathLike, presets: dict[str, T]) -> T:
     """Build a ``cls`` config from a preset name or a YAML file (optionally ``base: PRESET``)."""
     spec_str = str(spec)
