@@ -1,0 +1,342 @@
+"""Segmentation metrics of DESIGN §2.5: MAP, ARI, VI (split, merge) and boundary precision/recall/F1.
+
+Conventions (paper defaults; every alternative is an explicit option):
+
+- Label images (H, W) int: 0 = boundary, 1..n = grains. Boundary maps are turned into label images
+  with :func:`grainforge.grains.label_grains` (4-connected grains, so a diagonal gap in a 1-pixel
+  boundary does not merge two grains), in truth and prediction alike.
+- Everything comes from one sparse contingency table per image (the non-zero counts n_ij of pixels
+  with true label i and predicted label j), never from per-grain pixel loops.
+- MAP (Data Science Bowl 2018): for t in 0.50, 0.55, ..., 0.95 a predicted grain matches a true
+  grain when IoU > t (strictly; one-to-one since t >= 0.5); precision(t) = TP / (TP + FP + FN);
+  an image's AP is the mean over t, MAP the mean over images. Boundary pixels belong to no grain:
+  a grain's area is its own pixel count and intersections count pixels that are grain on both sides.
+  The comparison IoU > k/20 is done in exact integers (20 * n_ij > k * union).
+  Empty cases: no grains on either side -> AP = 1; grains on one side only -> AP = 0.
+- ARI, mode "paper": adjusted Rand index over all pixels with the boundary as one more cluster
+  (label 0) on each side; equal to ``sklearn.metrics.adjusted_rand_score(true.ravel(), pred.ravel())``
+  (same pair-counting formula, exact Python-integer arithmetic). Mode "grains": every boundary pixel
+  first joins its nearest grain (``skimage.segmentation.expand_labels``), on both sides.
+- VI (bits): over the pixels that are grain (non-zero) in BOTH images; split = H(pred | true)
+  (true grains cut into several predicted ones), merge = H(true | pred) (predicted grains covering
+  several true ones); the order of ``skimage.metrics.variation_of_information(true, pred)``.
+  No such pixel -> (0, 0).
+- Boundary precision/recall/F1 with a tolerance of ``tolerance`` pixels (Euclidean): a predicted
+  boundary pixel is correct when a true boundary pixel lies within that distance, and vice versa
+  for recall (dilation by the digital disk of that radius, i.e. the distance transform <= tol).
+  No predicted boundary pixel -> precision 1 if the truth has none either, else 0; likewise recall.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+from grainforge.errors import UserError
+from grainforge.grains import label_grains
+
+#: MAP IoU thresholds 0.50, 0.55, ..., 0.95 as integers k with t = k / 20.
+IOU_THRESHOLDS_TWENTIETHS = np.arange(10, 20, dtype=np.int64)
+ARI_MODES = ("paper", "grains")
+#: Columns of a per-image metrics row (and of the CSV written by ``grainforge evaluate``).
+METRIC_COLUMNS = ("map", "ari", "vi_split", "vi_merge", "boundary_precision", "boundary_recall", "boundary_f1")
+ROW_COLUMNS = ("image", *METRIC_COLUMNS, "n_true", "n_pred")
+
+
+@dataclass(frozen=True)
+class Contingency:
+    """Sparse contingency table of two label images (all pixels, label 0 included).
+
+    true_ids, pred_ids, counts: int64 arrays (K,) of the non-zero cells (i, j, n_ij);
+    true_sizes: int64 (max true label + 1,) pixel count per true label; pred_sizes likewise.
+    """
+
+    true_ids: np.ndarray
+    pred_ids: np.ndarray
+    counts: np.ndarray
+    true_sizes: np.ndarray
+    pred_sizes: np.ndarray
+
+    @property
+    def n_pixels(self) -> int:
+        return int(self.counts.sum())
+
+
+def contingency(true_labels: np.ndarray, pred_labels: np.ndarray) -> Contingency:
+    """Sparse contingency table of two non-negative integer label images of the same shape."""
+    true_flat = _as_labels(true_labels).ravel()
+    pred_flat = _as_labels(pred_labels).ravel()
+    if true_flat.shape != pred_flat.shape:
+        raise ValueError(f"label images differ in shape: {np.shape(true_labels)} vs {np.shape(pred_labels)}")
+    n_true_ids = int(true_flat.max(initial=0)) + 1
+    n_pred_ids = int(pred_flat.max(initial=0)) + 1
+    keys = true_flat * n_pred_ids + pred_flat
+    if n_true_ids * n_pred_ids <= 4 * keys.size + 65536:  # dense bincount is cheaper than sorting
+        cells = np.bincount(keys, minlength=n_true_ids * n_pred_ids)
+        keys = np.flatnonzero(cells)
+        counts = cells[keys]
+    else:
+        keys, counts = np.unique(keys, return_counts=True)
+    true_ids, pred_ids = np.divmod(keys, n_pred_ids)
+    counts = counts.astype(np.int64)
+    return Contingency(
+        true_ids=true_ids, pred_ids=pred_ids, counts=counts,
+        true_sizes=np.bincount(true_ids, weights=counts, minlength=n_true_ids).astype(np.int64),
+        pred_sizes=np.bincount(pred_ids, weights=counts, minlength=n_pred_ids).astype(np.int64),
+    )
+
+
+def _as_labels(labels: np.ndarray) -> np.ndarray:
+    labels = np.asarray(labels)
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise TypeError(f"label images must be integer arrays, got {labels.dtype}")
+    if labels.size and labels.min() < 0:
+        raise ValueError("label images must be non-negative (0 = boundary, 1..n = grains)")
+    return labels.astype(np.int64, copy=False)
+
+
+def _n_grains(sizes: np.ndarray) -> int:
+    return int(np.count_nonzero(sizes[1:]))
+
+
+def average_precision_from_table(table: Contingency) -> float:
+    """Data Science Bowl average precision over IoU 0.50:0.05:0.95 (see module docstring)."""
+    n_true, n_pred = _n_grains(table.true_sizes), _n_grains(table.pred_sizes)
+    if n_true == 0 and n_pred == 0:
+        return 1.0
+    grain_cells = (table.true_ids > 0) & (table.pred_ids > 0)
+    inter = table.counts[grain_cells]
+    union = table.true_sizes[table.true_ids[grain_cells]] + table.pred_sizes[table.pred_ids[grain_cells]] - inter
+    above_half = 2 * inter > union  # only these pairs can match at any t >= 0.5; at most one per grain
+    inter, union = inter[above_half], union[above_half]
+    tp = np.count_nonzero(20 * inter[None, :] > IOU_THRESHOLDS_TWENTIETHS[:, None] * union[None, :], axis=1)
+    precision = tp / (n_true + n_pred - tp)  # TP / (TP + FP + FN)
+    return float(precision.mean())
+
+
+def average_precision(true_labels: np.ndarray, pred_labels: np.ndarray) -> float:
+    """AP of one image (MAP = mean over images) from two label images (0 = boundary, 1..n grains)."""
+    return average_precision_from_table(contingency(true_labels, pred_labels))
+
+
+def adjusted_rand_from_table(table: Contingency) -> float:
+    """Adjusted Rand index of a contingency table, identical to scikit-learn's pair-counting formula."""
+    n = table.n_pixels
+    sum_cells = int(np.dot(table.counts, table.counts))
+    sum_true = int(np.dot(table.true_sizes, table.true_sizes))
+    sum_pred = int(np.dot(table.pred_sizes, table.pred_sizes))
+    # twice the pair counts: same/same, same-true/different-pred, different-true/same-pred, different/different
+    tp = sum_cells - n
+    fn = sum_true - sum_cells
+    fp = sum_pred - sum_cells
+    tn = n * n - fp - fn - sum_cells
+    if fn == 0 and fp == 0:
+        return 1.0
+    return 2.0 * (tp * tn - fn * fp) / ((tp + fn) * (fn + tn) + (tp + fp) * (fp + tn))
+
+
+def expand_to_grains(labels: np.ndarray) -> np.ndarray:
+    """Give every boundary pixel (0) the label of its nearest grain; all-boundary images stay 0."""
+    from skimage.segmentation import expand_labels
+
+    labels = np.asarray(labels)
+    if not labels.any():
+        return labels
+    return expand_labels(labels, distance=sum(labels.shape))
+
+
+def adjusted_rand(true_labels: np.ndarray, pred_labels: np.ndarray, mode: str = "paper") -> float:
+    """ARI of two label images; mode "paper" (boundary = cluster 0) or "grains" (boundary joins grains)."""
+    if mode not in ARI_MODES:
+        raise ValueError(f"ARI mode must be one of {ARI_MODES}, got {mode!r}")
+    if mode == "grains":
+        true_labels, pred_labels = expand_to_grains(true_labels), expand_to_grains(pred_labels)
+    return adjusted_rand_from_table(contingency(true_labels, pred_labels))
+
+
+def variation_of_information_from_table(table: Contingency) -> tuple[float, float]:
+    """(split, merge) in bits over pixels that are grain in both images (see module docstring)."""
+    grain_cells = (table.true_ids > 0) & (table.pred_ids > 0)
+    counts = table.counts[grain_cells].astype(np.float64)
+    total = counts.sum()
+    if total == 0:
+        return 0.0, 0.0
+    true_ids, pred_ids = table.true_ids[grain_cells], table.pred_ids[grain_cells]
+    true_sizes = np.bincount(true_ids, weights=counts)[true_ids]
+    pred_sizes = np.bincount(pred_ids, weights=counts)[pred_ids]
+    split = -float(np.sum(counts * np.log2(counts / true_sizes))) / total  # H(pred | true)
+    merge = -float(np.sum(counts * np.log2(counts / pred_sizes))) / total  # H(true | pred)
+    return max(split, 0.0), max(merge, 0.0)
+
+
+def variation_of_information(true_labels: np.ndarray, pred_labels: np.ndarray) -> tuple[float, float]:
+    """(split, merge) variation of information in bits, boundary pixels (0 on either side) ignored."""
+    return variation_of_information_from_table(contingency(true_labels, pred_labels))
+
+
+def _disk(radius: float) -> np.ndarray:
+    reach = int(math.floor(radius))
+    dy, dx = np.mgrid[-reach:reach + 1, -reach:reach + 1]
+    return dy * dy + dx * dx <= radius * radius
+
+
+def boundary_prf(true_boundary: np.ndarray, pred_boundary: np.ndarray, tolerance: float = 2) -> tuple[float, float, float]:
+    """Boundary (precision, recall, F1) with a Euclidean tolerance in pixels; bool (H, W) maps."""
+    true_boundary = np.asarray(true_boundary, dtype=bool)
+    pred_boundary = np.asarray(pred_boundary, dtype=bool)
+    n_true, n_pred = int(true_boundary.sum()), int(pred_boundary.sum())
+    disk = _disk(tolerance)
+
+    def hit_fraction(points: np.ndarray, n_points: int, targets: np.ndarray, n_targets: int) -> float:
+        if n_points == 0:
+            return 1.0 if n_targets == 0 else 0.0
+        if n_targets == 0:
+            return 0.0
+        near = ndimage.binary_dilation(targets, structure=disk)
+        return int(np.count_nonzero(near & points)) / n_points
+
+    precision = hit_fraction(pred_boundary, n_pred, true_boundary, n_true)
+    recall = hit_fraction(true_boundary, n_true, pred_boundary, n_pred)
+    f1 = 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
+    return precision, recall, f1
+
+
+def evaluate_labels(true_labels: np.ndarray, pred_labels: np.ndarray, ari_mode: str = "paper") -> dict:
+    """All metrics of one image from two label images (0 = boundary): map, ari, vi_split, vi_merge,
+    boundary_precision, boundary_recall, boundary_f1 (boundary = label 0), n_true, n_pred."""
+    if ari_mode not in ARI_MODES:
+        raise ValueError(f"ARI mode must be one of {ARI_MODES}, got {ari_mode!r}")
+    table = contingency(true_labels, pred_labels)
+    ari = adjusted_rand_from_table(table) if ari_mode == "paper" else adjusted_rand(true_labels, pred_labels, "grains")
+    split, merge = variation_of_information_from_table(table)
+    precision, recall, f1 = boundary_prf(np.asarray(true_labels) == 0, np.asarray(pred_labels) == 0)
+    return {
+        "map": average_precision_from_table(table), "ari": ari, "vi_split": split, "vi_merge": merge,
+        "boundary_precision": precision, "boundary_recall": recall, "boundary_f1": f1,
+        "n_true": _n_grains(table.true_sizes), "n_pred": _n_grains(table.pred_sizes),
+    }
+
+
+def evaluate_boundaries(true_boundary: np.ndarray, pred_boundary: np.ndarray, ari_mode: str = "paper") -> dict:
+    """All metrics of one image from two bool boundary maps (H, W); grains are 4-connected."""
+    true_boundary, pred_boundary = np.asarray(true_boundary, dtype=bool), np.asarray(pred_boundary, dtype=bool)
+    if true_boundary.shape != pred_boundary.shape:
+        raise ValueError(f"boundary maps differ in shape: {true_boundary.shape} vs {pred_boundary.shape}")
+    return evaluate_labels(label_grains(true_boundary), label_grains(pred_boundary), ari_mode)
+
+
+def _evaluate_pair(args: tuple) -> dict:
+    true_boundary, pred_boundary, ari_mode = args
+    return evaluate_boundaries(true_boundary, pred_boundary, ari_mode)
+
+
+def _pool_map(func: Callable, items: Sequence, workers: int | None, progress: bool, description: str) -> list:
+    """``[func(item) for item in items]`` in order, on a process pool of ``workers`` (None = all CPUs;
+    1 = in this process), with a rich progress bar."""
+    from grainforge.progress import progress_bar
+
+    workers = min(workers or os.cpu_count() or 1, len(items))
+    with progress_bar(disable=not progress) as bar:
+        task = bar.add_task(description, total=len(items))
+        if workers <= 1:
+            results = []
+            for item in items:
+                results.append(func(item))
+                bar.update(task, advance=1)
+            return results
+        chunk = max(1, min(16, len(items) // (4 * workers)))
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            results = []
+            for result in pool.map(func, items, chunksize=chunk):
+                results.append(result)
+                bar.update(task, advance=1)
+            return results
+
+
+def evaluate_arrays(pairs: Iterable[tuple[np.ndarray, np.ndarray]], ari_mode: str = "paper",
+                    workers: int | None = 1, progress: bool = False) -> list[dict]:
+    """Metrics rows for (true_boundary, pred_boundary) bool map pairs, in order (see evaluate_boundaries)."""
+    items = [(true_b, pred_b, ari_mode) for true_b, pred_b in pairs]
+    return _pool_map(_evaluate_pair, items, workers, progress, "evaluating")
+
+
+# ---------------------------------------------------------------- folders
+
+
+def _read_boundary(path: Path, boundary_value: str | int) -> np.ndarray:
+    """Bool boundary map of a label image: bright (> 127 of 255) pixels are 255; "auto" takes the
+    rarer of the two values as the boundary. (Stand-in until grainforge.data.pairs.read_boundary lands.)"""
+    from grainforge.data.io import read_grey
+
+    bright = read_grey(path) > 127 / 255
+    if boundary_value == "auto":
+        return bright if np.count_nonzero(bright) * 2 <= bright.size else ~bright
+    return bright if int(boundary_value) == 255 else ~bright
+
+
+def _image_folder(folder: Path) -> Path:
+    """``folder`` itself if it holds images, else its ``boundaries/`` or ``labels/`` subfolder
+    (the layouts written by ``grainforge segment predict`` and ``grainforge demo-data``)."""
+    from grainforge.data.io import IMAGE_SUFFIXES
+
+    if not folder.is_dir():
+        raise UserError(f"{folder}: no such folder; pass a folder of boundary maps")
+    if any(p.suffix.lower() in IMAGE_SUFFIXES for p in folder.iterdir()):
+        return folder
+    for sub in ("boundaries", "labels"):
+        if (folder / sub).is_dir():
+            return folder / sub
+    return folder
+
+
+def pair_files(pred_dir: str | os.PathLike, true_dir: str | os.PathLike) -> list[tuple[str, Path, Path]]:
+    """(stem, pred_file, true_file) for every stem, sorted; UserError naming any file without a partner."""
+    from grainforge.data.io import list_images
+
+    pred_files = {p.stem: p for p in list_images(_image_folder(Path(pred_dir)))}
+    true_files = {p.stem: p for p in list_images(_image_folder(Path(true_dir)))}
+    for stem, path in sorted(pred_files.items()):
+        if stem not in true_files:
+            raise UserError(f"{path}: no true label with stem '{stem}' in {true_dir}; "
+                            "give both folders the same file names")
+    for stem, path in sorted(true_files.items()):
+        if stem not in pred_files:
+            raise UserError(f"{path}: no prediction with stem '{stem}' in {pred_dir}; "
+                            "give both folders the same file names")
+    return [(stem, pred_files[stem], true_files[stem]) for stem in sorted(true_files)]
+
+
+def _evaluate_files(args: tuple) -> dict:
+    stem, pred_path, true_path, boundary_value, ari_mode = args
+    pred_boundary = _read_boundary(pred_path, boundary_value)
+    true_boundary = _read_boundary(true_path, boundary_value)
+    if pred_boundary.shape != true_boundary.shape:
+        raise UserError(f"{pred_path}: size {pred_boundary.shape[1]}x{pred_boundary.shape[0]} differs from "
+                        f"{true_path} ({true_boundary.shape[1]}x{true_boundary.shape[0]}); predict on the same images")
+    return {"image": stem, **evaluate_boundaries(true_boundary, pred_boundary, ari_mode)}
+
+
+def evaluate_folders(pred_dir: str | os.PathLike, true_dir: str | os.PathLike, boundary_value: str | int = "auto",
+                     ari_mode: str = "paper", workers: int | None = None, progress: bool = False) -> list[dict]:
+    """Metrics rows (key "image" = stem, then ROW_COLUMNS) for boundary maps paired by stem.
+
+    Either folder may also be a run folder holding ``boundaries/`` or ``labels/``. Files are read with
+    :func:`grainforge.data.pairs.read_boundary` (``boundary_value`` "auto", 0 or 255).
+    """
+    if ari_mode not in ARI_MODES:
+        raise UserError(f"--ari: unknown mode '{ari_mode}'; use one of {', '.join(ARI_MODES)}")
+    items = [(stem, pred, true, boundary_value, ari_mode) for stem, pred, true in pair_files(pred_dir, true_dir)]
+    return _pool_map(_evaluate_files, items, workers, progress, "evaluating")
+
+
+def summarize(rows: Sequence[dict]) -> dict[str, tuple[float, float]]:
+    """(mean, population std) over rows of each metric column; MAP = mean of the per-image APs."""
+    return {name: (float(np.mean([r[name] for r in rows])), float(np.std([r[name] for r in rows])))
+            for name in METRIC_COLUMNS}
