@@ -1,0 +1,241 @@
+"""numba kernels of the 3D Monte Carlo Potts model (periodic cubic lattice, 26 neighbours).
+
+Conventions (shared by :mod:`grainforge.potts.driver`, the tests and the numpy reference in
+``benchmarks/potts_throughput.py``):
+
+- ``ids`` is a C-ordered uint32 array (Lx, Ly, Lz), axes x, y, z; every L even; site (x, y, z)
+  has the flat index ``(x * Ly + y) * Lz + z``.
+- Energy (units of J): the number of unlike pairs among the 26-neighbour pairs, each pair
+  counted once (DESIGN §2.1's double sum over i and j, halved). A flip's ΔE is
+  ``#neighbours equal to the old id - #neighbours equal to the new id`` (an integer in [-26, 26]).
+- Sub-lattices: the 8 classes of ``(x % 2, y % 2, z % 2)``, numbered ``4 * (x%2) + 2 * (y%2) + z%2``;
+  no two sites of one class are 26-neighbours, so a class is updated in parallel safely.
+- Random numbers are counter based: site (flat index i) in sub-lattice pass (seed, mcs, sub) uses
+  ``r = mix(sublattice_key(seed, mcs, sub), i)`` (splitmix64). The high 32 bits choose the
+  trial neighbour (``(hi * n) >> 32``), the low 32 bits decide acceptance
+  (``lo < threshold[ΔE]``). No random state is carried, so any thread count gives the same volume.
+- Proposal "neighbour" (the paper's): the id of one of the 18 first+second neighbours
+  (:data:`TRIAL_OFFSETS`, in that order). Proposal "distinct" (SPPARKS potts/neigh): one of the
+  distinct ids other than the site's own among its 26 neighbours (in :data:`ALL_OFFSETS` order of
+  first appearance). A proposal equal to the current id, or a site with no other id around, is skipped.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+MIX2 = np.uint64(0x94D049BB133111EB)
+S27, S30, S31, S32 = np.uint64(27), np.uint64(30), np.uint64(31), np.uint64(32)
+LOW32 = np.uint64(0xFFFFFFFF)
+
+ALL_OFFSETS = np.array(
+    [(dx, dy, dz) for dx in (-1, 0, 1) for dy in (-1, 0, 1) for dz in (-1, 0, 1) if (dx, dy, dz) != (0, 0, 0)],
+    dtype=np.int64,
+)  # (26, 3)
+TRIAL_OFFSETS = np.array([d for d in ALL_OFFSETS if np.abs(d).sum() <= 2], dtype=np.int64)  # (18, 3)
+FORWARD_OFFSETS = ALL_OFFSETS[13:]  # (13, 3): one of each +/- pair, for counting pairs once
+MAX_DELTA = 26
+
+
+@njit(cache=True, inline="always")
+def mix(key, counter):
+    """splitmix64 output number ``counter`` of the stream ``key`` (both uint64)."""
+    z = key + (counter + np.uint64(1)) * GOLDEN
+    z = (z ^ (z >> S30)) * MIX1
+    z = (z ^ (z >> S27)) * MIX2
+    return z ^ (z >> S31)
+
+
+@njit(cache=True)
+def sublattice_key(seed, mcs, sub):
+    """Key (uint64) of the random stream of sub-lattice pass ``sub`` (0..7) of step ``mcs``."""
+    return mix(mix(np.uint64(seed), np.uint64(mcs)), np.uint64(sub))
+
+
+def acceptance_thresholds(kT: float) -> np.ndarray:
+    """uint64 (53,): index ``ΔE + 26``; accept when the low 32 random bits are < the entry.
+
+    ΔE <= 0 always accepts (2**32); ΔE > 0 accepts with probability exp(-ΔE / kT) (never at kT = 0).
+    """
+    thresholds = np.empty(2 * MAX_DELTA + 1, dtype=np.uint64)
+    for delta in range(-MAX_DELTA, MAX_DELTA + 1):
+        if delta <= 0:
+            value = 2**32
+        elif kT <= 0.0:
+            value = 0
+        else:
+            value = min(int(math.floor(math.exp(-delta / kT) * 2**32)), 2**32)
+        thresholds[delta + MAX_DELTA] = value
+    return thresholds
+
+
+@njit(cache=True, inline="always")
+def _wrap(i, n):
+    if i < 0:
+        return i + n
+    if i >= n:
+        return i - n
+    return i
+
+
+@njit(cache=True)
+def delta_energy(ids, x, y, z, new_id):
+    """ΔE (int) of giving site (x, y, z) the id ``new_id``: #neighbours == old - #neighbours == new."""
+    lx, ly, lz = ids.shape
+    old = ids[x, y, z]
+    delta = 0
+    for dx in range(-1, 2):
+        xi = _wrap(x + dx, lx)
+        for dy in range(-1, 2):
+            yi = _wrap(y + dy, ly)
+            for dz in range(-1, 2):
+                if dx == 0 and dy == 0 and dz == 0:
+                    continue
+                v = ids[xi, yi, _wrap(z + dz, lz)]
+                delta += np.int64(v == old) - np.int64(v == new_id)
+    return delta
+
+
+@njit(cache=True, inline="always")
+def _choose_distinct(ids, old, xs, ys, zs, hi, buffer):
+    """The proposal of the "distinct" rule (``old`` when the site has no other id around)."""
+    n = 0
+    for a in range(3):
+        for b in range(3):
+            for c in range(3):
+                if a == 1 and b == 1 and c == 1:
+                    continue
+                v = ids[xs[a], ys[b], zs[c]]
+                if v == old:
+                    continue
+                seen = False
+                for k in range(n):
+                    if buffer[k] == v:
+                        seen = True
+                        break
+                if not seen:
+                    buffer[n] = v
+                    n += 1
+    if n == 0:
+        return old
+    return buffer[(hi * np.uint64(n)) >> S32]
+
+
+@njit(cache=True, parallel=True)
+def sweep_sublattice(ids, seed, mcs, sub, thresholds, trial_offsets, distinct):
+    """Update every site of sub-lattice ``sub`` once (in place); returns (ΔE total, flips) as int64.
+
+    ``trial_offsets`` is :data:`TRIAL_OFFSETS`; ``distinct`` selects the "distinct" rule.
+    """
+    lx, ly, lz = ids.shape
+    px, py, pz = (sub >> 2) & 1, (sub >> 1) & 1, sub & 1
+    key = sublattice_key(seed, mcs, sub)
+    n_trial = np.uint64(trial_offsets.shape[0])
+    energy_change = 0
+    flips = 0
+    for hx in prange(lx // 2):
+        x = 2 * hx + px
+        xs = (_wrap(x - 1, lx), x, _wrap(x + 1, lx))
+        buffer = np.empty(26, dtype=ids.dtype)
+        for y in range(py, ly, 2):
+            ys = (_wrap(y - 1, ly), y, _wrap(y + 1, ly))
+            row = np.uint64((x * ly + y) * lz)
+            for z in range(pz, lz, 2):
+                old = ids[x, y, z]
+                r = mix(key, row + np.uint64(z))
+                hi = r >> S32
+                zs = (_wrap(z - 1, lz), z, _wrap(z + 1, lz))
+                if distinct:
+                    new = _choose_distinct(ids, old, xs, ys, zs, hi, buffer)
+                else:
+                    k = (hi * n_trial) >> S32
+                    new = ids[_wrap(x + trial_offsets[k, 0], lx), _wrap(y + trial_offsets[k, 1], ly),
+                              _wrap(z + trial_offsets[k, 2], lz)]
+                if new == old:
+                    continue
+                delta = 0
+                for a in range(3):
+                    for b in range(3):
+                        for c in range(3):
+                            v = ids[xs[a], ys[b], zs[c]]
+                            delta += np.int64(v == old) - np.int64(v == new)
+                delta -= 1  # the site itself (== old) was counted in the 3x3x3 block
+                if delta <= 0 or (r & LOW32) < thresholds[delta + MAX_DELTA]:
+                    ids[x, y, z] = new
+                    energy_change += delta
+                    flips += 1
+    return energy_change, flips
+
+
+def sweep(ids: np.ndarray, seed: int, mcs: int, thresholds: np.ndarray, distinct: bool = False) -> tuple[int, int]:
+    """One Monte Carlo step (the 8 sub-lattices in order 0..7), in place; returns (ΔE, flips)."""
+    energy_change = flips = 0
+    for sub in range(8):
+        d_e, n = sweep_sublattice(ids, seed, mcs, sub, thresholds, TRIAL_OFFSETS, distinct)
+        energy_change += d_e
+        flips += n
+    return int(energy_change), int(flips)
+
+
+@njit(cache=True, parallel=True)
+def total_energy(ids, forward_offsets):
+    """Number of unlike 26-neighbour pairs (each once) of a periodic volume; ``forward_offsets`` = FORWARD_OFFSETS."""
+    lx, ly, lz = ids.shape
+    energy = 0
+    for x in prange(lx):
+        for y in range(ly):
+            for z in range(lz):
+                v = ids[x, y, z]
+                for k in range(forward_offsets.shape[0]):
+                    w = ids[_wrap(x + forward_offsets[k, 0], lx), _wrap(y + forward_offsets[k, 1], ly),
+                            _wrap(z + forward_offsets[k, 2], lz)]
+                    energy += np.int64(v != w)
+    return energy
+
+
+@njit(cache=True, parallel=True)
+def count_ids(ids, marker):
+    """Number of distinct ids in ``ids``; ``marker`` is a zeroed uint8 scratch of length > max id (left zeroed)."""
+    lx, ly, lz = ids.shape
+    for x in prange(lx):
+        for y in range(ly):
+            for z in range(lz):
+                marker[ids[x, y, z]] = 1  # concurrent writes store the same value
+    count = 0
+    for i in prange(marker.shape[0]):
+        if marker[i]:
+            count += 1
+            marker[i] = 0
+    return count
+
+
+@njit(cache=True)
+def _find(parent, i):
+    while parent[i] != i:
+        parent[i] = parent[parent[i]]
+        i = parent[i]
+    return i
+
+
+@njit(cache=True)
+def count_periodic_components(section):
+    """Number of 4-connected regions of equal id in a 2D id map with periodic wrap (union-find)."""
+    h, w = section.shape
+    parent = np.arange(h * w)
+    for i in range(h):
+        for j in range(w):
+            here = i * w + j
+            for ni, nj in ((i, (j + 1) % w), ((i + 1) % h, j)):
+                if section[ni, nj] == section[i, j]:
+                    a, b = _find(parent, here), _find(parent, ni * w + nj)
+                    if a != b:
+                        parent[max(a, b)] = min(a, b)
+    count = 0
+    for k in range(h * w):
+        count += np.int64(parent[k] == k)
+    return count
