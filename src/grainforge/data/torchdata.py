@@ -1,0 +1,90 @@
+"""Torch datasets for (image, boundary) pairs and the mixed mini-batch sampler (paper: 4 real + 4 synthetic).
+
+No torchvision: crops and the 8 flips/rotations are done in numpy, then converted to tensors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from grainforge.data.pairs import Pair
+from grainforge.errors import UserError
+
+
+class PairCropDataset(Dataset):
+    """``length`` random ``crop`` x ``crop`` patches of ``pairs``; item i is deterministic per (seed, i).
+
+    Item i -> (image FloatTensor (1, crop, crop) in [0, 1], boundary FloatTensor (1, crop, crop) in {0, 1}).
+    The pair is drawn uniformly, the position uniformly; with ``augment`` one of the 8 symmetries of
+    the square (rot90 k times, then an optional left-right flip) is applied to image and boundary alike.
+    """
+
+    def __init__(self, pairs: Sequence[Pair], crop: int, length: int, augment: bool = True, seed: int = 0):
+        if not pairs:
+            raise UserError("training data: no image pairs; check the data folder")
+        for pair in pairs:
+            if pair.image.shape[0] < crop or pair.image.shape[1] < crop:
+                raise UserError(f"{pair.name}: image {pair.image.shape[1]}x{pair.image.shape[0]} px is smaller than the "
+                                f"{crop} px training crop; use a smaller crop size")
+        self.pairs = list(pairs)
+        self.crop = int(crop)
+        self.length = int(length)
+        self.augment = augment
+        self.seed = int(seed)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if not 0 <= index < self.length:
+            raise IndexError(f"index {index} out of range for {self.length} crops")
+        rng = np.random.default_rng([self.seed, int(index)])
+        pair = self.pairs[int(rng.integers(len(self.pairs)))]
+        y = int(rng.integers(pair.image.shape[0] - self.crop + 1))
+        x = int(rng.integers(pair.image.shape[1] - self.crop + 1))
+        image = pair.image[y : y + self.crop, x : x + self.crop]
+        boundary = pair.boundary[y : y + self.crop, x : x + self.crop]
+        if self.augment:
+            turns, flip = int(rng.integers(4)), bool(rng.integers(2))
+            image, boundary = np.rot90(image, turns), np.rot90(boundary, turns)
+            if flip:
+                image, boundary = image[:, ::-1], boundary[:, ::-1]
+        as_tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))[None]  # noqa: E731
+        return as_tensor(image), as_tensor(boundary)
+
+
+class MixedBatches:
+    """Infinite mini-batches with exactly ``counts[name]`` items from each named source, concatenated in
+    the order of ``sources``: (images (B, 1, c, c), boundaries (B, 1, c, c)), B = sum of counts.
+
+    Each source is read in epochs of a seeded permutation of its indices (every item once per epoch).
+    Iterating again restarts the same sequence. Use ``itertools.islice(batches, n)``.
+    """
+
+    def __init__(self, sources: dict[str, Dataset], counts: dict[str, int], seed: int = 0):
+        unknown = sorted(set(counts) - set(sources))
+        if unknown:
+            raise UserError(f"batch counts name unknown source(s) {', '.join(unknown)}; sources are {', '.join(sources)}")
+        if any(int(c) < 0 for c in counts.values()) or sum(counts.values()) <= 0:
+            raise UserError(f"batch counts {counts}: need non-negative counts with a positive total")
+        self.sources = {name: ds for name, ds in sources.items() if counts.get(name, 0) > 0}
+        for name, dataset in self.sources.items():
+            if len(dataset) == 0:
+                raise UserError(f"batch source {name!r} is empty but {counts[name]} items per batch were asked for")
+        self.counts = {name: int(counts[name]) for name in self.sources}
+        self.seed = int(seed)
+
+    def _indices(self, source_number: int, size: int) -> Iterator[int]:
+        rng = np.random.default_rng([self.seed, source_number])
+        while True:
+            yield from rng.permutation(size).tolist()
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        streams = {name: self._indices(k, len(ds)) for k, (name, ds) in enumerate(self.sources.items())}
+        while True:
+            items = [self.sources[name][next(streams[name])] for name in self.sources for _ in range(self.counts[name])]
+            yield torch.stack([im for im, _ in items]), torch.stack([b for _, b in items])
