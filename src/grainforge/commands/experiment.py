@@ -1,8 +1,46 @@
-"""`grainforge experiment` (placeholder until the stage lands)."""
+"""`grainforge experiment CONFIG --out RUN_DIR [--jobs N]`: the paper's tables, resumable, with a report."""
 
-from grainforge.errors import UserError
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
 
 
-def experiment() -> None:
-    """Not built yet."""
-    raise UserError("'experiment' is not built yet")
+def experiment(
+    config: str = typer.Argument(..., help="A shipped config (demo, laptop, paper, tbm) or a CONFIG.yaml "
+                                           "(may start with 'base: NAME')."),
+    out: Path = typer.Option(..., "--out", help="Run folder: results.csv, report.md, figures/, cached artefacts. "
+                                                "Rerun with the same --out to resume."),
+    jobs: int = typer.Option(1, "--jobs", help="Result rows trained in parallel processes (threads per job = cores // jobs)."),
+    report_only: bool = typer.Option(False, "--report-only", help="Only re-render report.md from RUN_DIR/results.csv."),
+) -> None:
+    """Reproduce the paper's Tables 1, 3, 4 and the supplement on the configured data; write a report."""
+    import sys
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from grainforge.errors import UserError
+    from grainforge.experiment import load_experiment_config, read_results, render_report, run_experiment
+    from grainforge.experiment.report import aggregate
+
+    if jobs < 1:
+        raise UserError(f"--jobs: {jobs} must be >= 1")
+    experiment_config = load_experiment_config(config)
+    if report_only:
+        if not (out / "results.csv").is_file():
+            raise UserError(f"{out / 'results.csv'}: no results to report; run without --report-only first")
+        report = render_report(out, experiment_config)
+    else:
+        report = run_experiment(experiment_config, out, jobs=jobs, progress=sys.stderr.isatty())
+
+    table = Table(title=f"results (mean over seeds) — {out / 'results.csv'}")
+    for column in ("table", "setting", "real %", "MAP", "ARI", "seeds"):
+        table.add_column(column, justify="left" if column in ("table", "setting") else "right")
+    for (name, setting, fraction), stats in aggregate(read_results(out / "results.csv")).items():
+        table.add_row(name, setting, f"{fraction * 100:g}", f"{stats['map'][0]:.4f}", f"{stats['ari'][0]:.4f}",
+                      str(stats["map"][2]))
+    console = Console()
+    console.print(table)
+    console.print(f"report written to [bold]{report}[/bold]")

@@ -1,0 +1,181 @@
+"""The experiment config: real data, simulation, style/segment settings, fractions, seeds, tables.
+
+Shipped configs live in ``grainforge/configs/<name>.yaml`` (``demo``, ``laptop``, ``paper``, ``tbm``)
+and are the presets a user YAML may start from with ``base: NAME``. Relative paths in a config
+are taken from the current working directory. Every check runs in :func:`load_experiment_config`,
+before any work starts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from grainforge.config import config_from_dict, load_config
+from grainforge.errors import UserError
+
+#: Tables the runner knows, in report order.
+TABLES = ("table1", "table3", "table4", "beyond", "supplement")
+#: Source name meaning "generate the built-in demo micrographs into the run folder".
+BUILTIN_DEMO = "builtin-demo"
+DEFAULT_FRACTIONS = [0.05, 0.10, 0.15, 0.20, 0.25, 0.30, 0.35, 1.0]
+
+
+@dataclass(frozen=True)
+class RealDataConfig:
+    """Where the real (image, label) pairs come from and how they are split into train and test.
+
+    ``source``: ``builtin-demo``; a folder with ``train/`` and ``test/`` (each ``images/`` + ``labels/``);
+    a folder with ``images/`` + ``labels/`` (split by the name prefixes ``train_``/``test_`` when every
+    name has one, else at random with ``test_fraction``); or an HDF5 file (split likewise).
+    """
+
+    source: str = BUILTIN_DEMO
+    test_fraction: float = 0.25      # share of test images when the source has no split of its own
+    split_seed: int = 0              # fixes the train/test split and the nested real fractions
+    boundary_value: int | str = "auto"   # label value of boundary pixels: auto, 0 or 255
+    threshold: int = 127             # label images: grey level above which a pixel is "bright"
+    thin: bool = False               # thin thick label lines to 1 pixel when reading
+    test_tile: int | None = None     # cut test images into non-overlapping tiles of this side (paper: 400)
+    demo_images: int = 16            # builtin-demo: number of generated micrographs
+    demo_size: int = 256             # builtin-demo: image side in pixels
+
+    def validate(self) -> None:
+        if not 0.0 < self.test_fraction < 1.0:
+            raise UserError(f"real.test_fraction: {self.test_fraction} must be in (0, 1)")
+        if self.boundary_value not in ("auto", 0, 255):
+            raise UserError(f"real.boundary_value: {self.boundary_value!r} must be auto, 0 or 255")
+        if self.test_tile is not None and self.test_tile < 16:
+            raise UserError(f"real.test_tile: {self.test_tile} must be >= 16 pixels (or null for whole images)")
+        if self.demo_images < 4 or self.demo_size < 64:
+            raise UserError("real.demo_images / demo_size: need at least 4 images of at least 64 pixels")
+
+
+@dataclass(frozen=True)
+class SimulationConfig:
+    """The 3D Potts run and its sections. Sizes in lattice sites; sections are zoomed so that their
+    mean grain area equals the real training labels' (``match_mean_area``)."""
+
+    size: int = 64                   # cubic lattice side (even)
+    mcs: int = 200                   # Monte Carlo steps (upper bound when target_grain_size is set)
+    kT: float = 0.5
+    target_grain_size: float | None = None   # stop at this mean grain diameter (lattice sites)
+    seed: int = 0
+    axes: str = "xyz"                # section normals
+    stride: int = 4                  # every stride-th section along each axis
+    match_mean_area: bool = True     # zoom sections to the real labels' mean grain area
+    crop: int | None = None          # crop sections to this side after zooming (None = whole)
+
+    def validate(self) -> None:
+        if self.size < 8 or self.size % 2:
+            raise UserError(f"simulation.size: {self.size} must be an even number >= 8")
+        if self.mcs < 1 or self.stride < 1:
+            raise UserError("simulation.mcs and simulation.stride must be >= 1")
+        if not self.axes or set(self.axes) - set("xyz"):
+            raise UserError(f"simulation.axes: {self.axes!r} must be letters of 'xyz'")
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    """A style or segment stage: a preset name, field overrides, and the iteration count (None = preset's)."""
+
+    preset: str = "cpu-small"
+    iters: int | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        if self.iters is not None and self.iters < 1:
+            raise UserError(f"iters: {self.iters} must be >= 1 (or null for the preset's)")
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """One experiment: what to compare, on what data, how long to train, and how many seeds."""
+
+    real: RealDataConfig = field(default_factory=RealDataConfig)
+    simulation: SimulationConfig = field(default_factory=SimulationConfig)
+    style: StageConfig = field(default_factory=StageConfig)
+    segment: StageConfig = field(default_factory=StageConfig)
+    fractions: list[float] = field(default_factory=lambda: list(DEFAULT_FRACTIONS))
+    seeds: list[int] = field(default_factory=lambda: [0])
+    tables: list[str] = field(default_factory=lambda: list(TABLES))
+    supplement_ratio: float = 2.8    # simulated train : test images of the supplement
+    device: str = "auto"
+    no_data_images: bool = False     # omit every figure that shows the data (for data not ours to publish)
+
+    def validate(self) -> None:
+        if not self.fractions:
+            raise UserError("fractions: empty; list real fractions in (0, 1], e.g. [0.25, 1.0]")
+        for fraction in self.fractions:
+            if not 0.0 < fraction <= 1.0:
+                raise UserError(f"fractions: {fraction} is impossible; every real fraction must be in (0, 1]")
+        if len(set(self.fractions)) != len(self.fractions):
+            raise UserError(f"fractions: {self.fractions} lists a fraction twice")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise UserError(f"seeds: {self.seeds} must be a non-empty list of distinct integers")
+        unknown = sorted(set(self.tables) - set(TABLES))
+        if unknown or not self.tables:
+            raise UserError(f"tables: unknown or none {unknown}; choose from {', '.join(TABLES)}")
+        if self.supplement_ratio <= 0:
+            raise UserError(f"supplement_ratio: {self.supplement_ratio} must be > 0 (train : test)")
+        if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
+            raise UserError(f"device: {self.device!r} is not one of auto, cpu, cuda")
+
+    @property
+    def table4_fractions(self) -> list[float]:
+        """The fractions of Table 4 and the beyond-the-paper rows, ascending."""
+        return sorted(self.fractions)
+
+
+def _configs_dir() -> Path:
+    return Path(str(resources.files("grainforge") / "configs"))
+
+
+@cache
+def shipped_configs() -> dict[str, ExperimentConfig]:
+    """The configs shipped with the package, by name (``demo``, ``laptop``, ``paper``, ``tbm``)."""
+    return {path.stem: load_config(ExperimentConfig, path, {}) for path in sorted(_configs_dir().glob("*.yaml"))}
+
+
+def stage_config(stage: StageConfig, presets: dict, where: str):
+    """The stage's dataclass: its preset with ``overrides`` and ``iters`` applied (UserError on a bad key)."""
+    if stage.preset not in presets:
+        raise UserError(f"{where}.preset: {stage.preset!r} is not one of {', '.join(presets)}")
+    values = dict(stage.overrides)
+    if stage.iters is not None:
+        values["iters"] = stage.iters
+    return config_from_dict(type(presets[stage.preset]), values, f"{where}.overrides", base=presets[stage.preset])
+
+
+def style_config(config: ExperimentConfig):
+    """The resolved :class:`grainforge.style.StyleConfig` of an experiment."""
+    from grainforge.style import STYLE_PRESETS
+
+    return stage_config(config.style, STYLE_PRESETS, "style")
+
+
+def segment_config(config: ExperimentConfig):
+    """The resolved :class:`grainforge.segment.SegmentConfig` of an experiment."""
+    from grainforge.segment import SEGMENT_PRESETS
+
+    return stage_config(config.segment, SEGMENT_PRESETS, "segment")
+
+
+def load_experiment_config(spec: str | Path) -> ExperimentConfig:
+    """A shipped config by name or a YAML file (optionally ``base: NAME``), fully checked: keys,
+    fractions, stage presets and overrides, and that the real data source exists. Errors name the file."""
+    try:
+        config = load_config(ExperimentConfig, spec, shipped_configs())
+        style_config(config)
+        segment_config(config)
+        source = config.real.source
+        if source != BUILTIN_DEMO and not Path(source).exists():
+            raise UserError(f"real.source: {source} does not exist; give a folder, an .h5 file or {BUILTIN_DEMO}")
+    except UserError as err:
+        if str(spec) in str(err):
+            raise
+        raise UserError(f"{spec}: {err}") from err
+    return config
