@@ -1,0 +1,276 @@
+"""pix2pix training on real (label, image) pairs, with checkpoints, resume, loss log and sample grids.
+
+Model directory layout (``out``):
+  generator.pt     final generator: {"config": dict, "state": state_dict} (what ``apply_style`` loads)
+  checkpoint.pt    iteration, both networks, both optimisers, RNG states (for ``resume``)
+  config.yaml      the StyleConfig used
+  losses.csv       iter, lr, loss_D, loss_G_GAN, loss_G_L1, wall_time_s
+  samples/iter_NNNNNN.png   label | real | generated rows on the sample pairs
+  run.json
+Batches are drawn from ``PairCropDataset`` items ``[k*B, (k+1)*B)`` at iteration k, so a resumed
+run sees the same crops as an uninterrupted one; with the RNG states restored it is bit-identical
+on CPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from grainforge.config import config_from_dict, config_to_dict, save_config
+from grainforge.data.io import atomic_path, ensure_writable_dir, read_csv, write_csv, write_png
+from grainforge.errors import UserError
+from grainforge.progress import progress_bar
+from grainforge.runinfo import RunRecord
+from grainforge.style.config import StyleConfig
+from grainforge.style.networks import PatchDiscriminator, UnetGenerator, init_weights
+
+LOSS_COLUMNS = ("iter", "lr", "loss_D", "loss_G_GAN", "loss_G_L1", "wall_time_s")
+GENERATOR_FILE = "generator.pt"
+CHECKPOINT_FILE = "checkpoint.pt"
+
+
+def to_signed(x: torch.Tensor) -> torch.Tensor:
+    """[0, 1] -> [-1, 1] (the range of the generator's tanh)."""
+    return x * 2.0 - 1.0
+
+
+def to_unit(x: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] -> [0, 1]."""
+    return ((x + 1.0) * 0.5).clamp(0.0, 1.0)
+
+
+class Pix2Pix:
+    """Generator, discriminator and their Adam optimisers, with one training step and state (de)serialisation."""
+
+    def __init__(self, config: StyleConfig, device: torch.device):
+        self.config = config
+        self.device = device
+        self.generator = init_weights(UnetGenerator(config.depth, config.ngf, config.dropout)).to(device)
+        self.discriminator = init_weights(PatchDiscriminator(config.ndf)).to(device)
+        betas = (config.beta1, 0.999)
+        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=config.lr, betas=betas)
+        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=config.lr, betas=betas)
+        self.gan_loss = nn.BCEWithLogitsLoss()
+
+    def set_lr(self, lr: float) -> None:
+        for opt in (self.opt_g, self.opt_d):
+            for group in opt.param_groups:
+                group["lr"] = lr
+
+    def step(self, label: torch.Tensor, image: torch.Tensor) -> dict[str, float]:
+        """One D then one G update on a batch (B, 1, c, c) of labels and images in [-1, 1]; returns the losses."""
+        self.generator.train()
+        self.discriminator.train()
+        fake = self.generator(label)
+
+        self.opt_d.zero_grad(set_to_none=True)
+        logits_fake = self.discriminator(label, fake.detach())
+        logits_real = self.discriminator(label, image)
+        loss_d = 0.5 * (self.gan_loss(logits_fake, torch.zeros_like(logits_fake))
+                        + self.gan_loss(logits_real, torch.ones_like(logits_real)))
+        loss_d.backward()
+        self.opt_d.step()
+
+        self.opt_g.zero_grad(set_to_none=True)
+        logits_fake = self.discriminator(label, fake)
+        loss_gan = self.gan_loss(logits_fake, torch.ones_like(logits_fake))
+        loss_l1 = torch.mean(torch.abs(fake - image))
+        (loss_gan + self.config.lambda_l1 * loss_l1).backward()
+        self.opt_g.step()
+        return {"loss_D": loss_d.item(), "loss_G_GAN": loss_gan.item(), "loss_G_L1": loss_l1.item()}
+
+    def state(self, iteration: int) -> dict:
+        """Everything a resumed run needs, including the RNG states."""
+        return {
+            "iteration": iteration,
+            "config": config_to_dict(self.config),
+            "generator": self.generator.state_dict(),
+            "discriminator": self.discriminator.state_dict(),
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+                "numpy": np.random.get_state(),
+                "python": random.getstate(),
+            },
+        }
+
+    def load_state(self, state: dict) -> int:
+        """Restore networks, optimisers and RNG states; returns the iteration count to continue from."""
+        self.generator.load_state_dict(state["generator"])
+        self.discriminator.load_state_dict(state["discriminator"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        rng = state["rng"]
+        torch.set_rng_state(rng["torch"])
+        if rng["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        np.random.set_state(rng["numpy"])
+        random.setstate(rng["python"])
+        return int(state["iteration"])
+
+
+def save_torch(obj: object, path: str | os.PathLike) -> None:
+    """torch.save, atomically."""
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def load_torch(path: str | os.PathLike, what: str) -> dict:
+    """torch.load a dict written by this module; UserError naming the file if missing or corrupt."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no {what} here; train one with `grainforge style train --out {path.parent}`")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # truncated zip, pickle error, not a torch file at all
+        raise UserError(f"{path}: corrupt {what} ({type(err).__name__}); retrain or restore the file") from err
+    if not isinstance(data, dict) or "config" not in data:
+        raise UserError(f"{path}: not a grainforge {what}; retrain with `grainforge style train`")
+    return data
+
+
+def stored_config(data: dict, where: str) -> StyleConfig:
+    """The StyleConfig stored in a checkpoint or generator file (UserError if its keys do not fit)."""
+    return config_from_dict(StyleConfig, data["config"], where)
+
+
+def _batch(dataset, iteration: int, batch_size: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Items [iteration*B, (iteration+1)*B) of a PairCropDataset as (label, image) in [-1, 1] on ``device``."""
+    items = [dataset[iteration * batch_size + j] for j in range(batch_size)]
+    image = torch.stack([item[0] for item in items]).to(device)
+    boundary = torch.stack([item[1] for item in items]).to(device)
+    return to_signed(boundary), to_signed(image)
+
+
+def _sample_grid(model: Pix2Pix, samples: list[tuple[np.ndarray, np.ndarray]], seed: int) -> np.ndarray:
+    """uint8 grid, one row per sample: label | real | generated, 4 px white gutters."""
+    from grainforge.style.apply import paint
+
+    rows = []
+    for index, (boundary, image) in enumerate(samples):
+        generated = paint(model.generator, boundary, model.config, device=model.device,
+                          dropout=model.config.inference_dropout, seed=seed + index)
+        label = np.where(boundary, 0.0, 1.0)  # black lines on white, as a micrograph would show them
+        panels = [label, image, generated]
+        gutter = np.ones((boundary.shape[0], 4), dtype=np.float32)
+        rows.append(np.concatenate([p for panel in panels for p in (panel, gutter)][:-1], axis=1))
+    gap = np.ones((4, rows[0].shape[1]), dtype=np.float32)
+    grid = np.concatenate([r for row in rows for r in (row, gap)][:-1], axis=0)
+    return np.round(np.clip(grid, 0, 1) * 255).astype(np.uint8)
+
+
+def _sample_crops(pairs, crop: int, n: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Centre crops (at most 2*crop per side) of the first ``n`` pairs: (boundary bool, image float32)."""
+    out = []
+    for pair in pairs[:n]:
+        h, w = pair.boundary.shape
+        size_y, size_x = min(h, 2 * crop), min(w, 2 * crop)
+        y0, x0 = (h - size_y) // 2, (w - size_x) // 2
+        window = (slice(y0, y0 + size_y), slice(x0, x0 + size_x))
+        out.append((pair.boundary[window], pair.image[window].astype(np.float32)))
+    return out
+
+
+def train_style(pairs_dir: str | os.PathLike | None, config: StyleConfig, out: str | os.PathLike,
+                iters: int | None = None, seed: int = 0, device: str = "auto", resume: bool = False,
+                progress: bool = True, *, pairs: list | None = None, val: str | os.PathLike | list | None = None,
+                threads: int | None = None) -> Path:
+    """Train pix2pix (label -> image) on real pairs; returns the model directory ``out``.
+
+    ``pairs_dir``: a folder with images/ + labels/ or an .h5 file (``grainforge.data.pairs.load_pairs``);
+    ``pairs``: in-memory ``Pair`` list instead (e.g. a fraction of the real data). ``val``: held-out
+    pairs (folder, .h5 or list) for the sample grids; without it the grids show training pairs.
+    ``iters`` overrides ``config.iters``. ``resume`` continues from ``out/checkpoint.pt`` when it
+    exists (the config must match). ``threads``: torch CPU threads (None = torch's default).
+    """
+    from grainforge.data.pairs import load_pairs
+    from grainforge.data.torchdata import PairCropDataset
+    from grainforge.torchutil import resolve_device, seed_everything
+
+    config = config.with_iters(iters)
+    config.validate()
+    if pairs is None:
+        if pairs_dir is None:
+            raise UserError("--pairs: no training pairs given; pass a folder with images/ and labels/")
+        pairs = load_pairs(pairs_dir)
+    if not pairs:
+        raise UserError(f"{pairs_dir}: no (image, label) pairs to train on")
+    held_out = load_pairs(val) if isinstance(val, (str, os.PathLike)) else val
+    samples = _sample_crops(held_out or pairs, config.crop, config.n_samples)
+
+    torch_device = resolve_device(device)
+    if threads is not None:
+        torch.set_num_threads(threads)
+    out = ensure_writable_dir(out)
+    seed_everything(seed)
+    model = Pix2Pix(config, torch_device)
+    dataset = PairCropDataset(pairs, crop=config.crop, length=config.iters * config.batch_size,
+                              augment=config.augment, seed=seed)
+
+    start, loss_rows = 0, []
+    checkpoint_path = out / CHECKPOINT_FILE
+    if resume and checkpoint_path.is_file():
+        state = load_torch(checkpoint_path, "checkpoint")
+        stored = stored_config(state, str(checkpoint_path))
+        if dataclasses.replace(stored, iters=config.iters) != config:
+            raise UserError(f"{checkpoint_path}: saved with a different config; resume with the same --config "
+                            "or drop --resume to start again")
+        start = model.load_state(state)
+        if (out / "losses.csv").is_file():
+            loss_rows = [row for row in read_csv(out / "losses.csv") if int(row["iter"]) <= start]
+
+    record = RunRecord(out, command="style train", config=config_to_dict(config), seed=seed)
+    save_config(config, out / "config.yaml")
+    wall0 = time.perf_counter() - (float(loss_rows[-1]["wall_time_s"]) if loss_rows else 0.0)
+
+    def save_checkpoint(iteration: int) -> None:
+        save_torch(model.state(iteration), checkpoint_path)
+        write_csv(out / "losses.csv", loss_rows, LOSS_COLUMNS)
+
+    def save_samples(iteration: int) -> None:
+        write_png(out / "samples" / f"iter_{iteration:06d}.png", _sample_grid(model, samples, seed))
+
+    from rich.progress import TextColumn
+
+    losses = {"loss_D": float("nan"), "loss_G_GAN": float("nan"), "loss_G_L1": float("nan")}
+    with record.phase("train"), progress_bar(TextColumn("{task.fields[rate]}"), TextColumn("{task.fields[losses]}"),
+                                             disable=not progress) as bar:
+        task = bar.add_task("pix2pix", total=config.iters, completed=start, rate="", losses="")
+        t_rate, n_rate = time.perf_counter(), 0
+        for iteration in range(start, config.iters):
+            lr = config.lr_at(iteration)
+            model.set_lr(lr)
+            losses = model.step(*_batch(dataset, iteration, config.batch_size, torch_device))
+            done = iteration + 1
+            n_rate += 1
+            if done % config.log_every == 0 or done == config.iters:
+                loss_rows.append({"iter": done, "lr": f"{lr:.6g}", **{k: f"{v:.5f}" for k, v in losses.items()},
+                                  "wall_time_s": f"{time.perf_counter() - wall0:.2f}"})
+            if config.checkpoint_every and done % config.checkpoint_every == 0 and done < config.iters:
+                save_checkpoint(done)
+            if config.sample_every and done % config.sample_every == 0 and done < config.iters:
+                save_samples(done)
+            now = time.perf_counter()
+            bar.update(task, advance=1,
+                       rate=f"{n_rate / max(now - t_rate, 1e-9):.2f} it/s",
+                       losses=f"D {losses['loss_D']:.3f}  G {losses['loss_G_GAN']:.3f}  L1 {losses['loss_G_L1']:.4f}")
+            if now - t_rate > 10:
+                t_rate, n_rate = now, 0
+
+    with record.phase("save"):
+        save_checkpoint(config.iters)
+        save_samples(config.iters)
+        save_torch({"config": config_to_dict(config), "state": model.generator.state_dict()}, out / GENERATOR_FILE)
+    record.write(iterations=config.iters, resumed_from=start, device=str(torch_device),
+                 n_pairs=len(pairs), final_losses=losses)
+    return out
