@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import math
+import shutil
 from fractions import Fraction
 
 import numpy as np
@@ -18,6 +20,7 @@ from grainforge.data.io import write_png
 from grainforge.errors import UserError
 from grainforge.grains import boundary_from_ids, label_grains
 from grainforge.metrics import (
+    METRIC_COLUMNS,
     adjusted_rand,
     average_precision,
     boundary_prf,
@@ -27,6 +30,7 @@ from grainforge.metrics import (
     evaluate_folders,
     summarize,
     variation_of_information,
+    within_distance,
 )
 
 
@@ -136,6 +140,7 @@ def test_perfect_prediction_scores_one():
     row = evaluate_boundaries(boundary, boundary)
     assert row["map"] == 1.0 and row["ari"] == 1.0 and row["boundary_f1"] == 1.0
     assert row["vi_split"] == 0.0 and row["vi_merge"] == 0.0
+    assert all(type(row[name]) is float and math.copysign(1, row[name]) == 1 for name in METRIC_COLUMNS)  # CSV-clean
     assert row["n_true"] == row["n_pred"] == label_grains(boundary).max()
 
 
@@ -227,6 +232,12 @@ def test_boundary_prf_matches_distance_transform_reference():
     assert got == pytest.approx((precision, recall, 2 * precision * recall / (precision + recall)), abs=1e-15)
 
 
+@pytest.mark.parametrize("radius", [0, 1, 1.5, 2, 3, 4.2])
+def test_within_distance_equals_distance_transform(radius):
+    mask = np.random.default_rng(13).random((30, 41)) < 0.02
+    assert np.array_equal(within_distance(mask, radius), ndimage.distance_transform_edt(~mask) <= radius)
+
+
 def test_boundary_tolerance_is_two_pixels():
     truth = np.zeros((20, 20), dtype=bool)
     truth[:, 10] = True
@@ -283,6 +294,11 @@ def test_evaluate_folders_reads_labels_and_pairs_by_stem(label_folders, tmp_path
     assert inverted == rows
     assert evaluate_folders(pred_dir, tmp_path / "inverted" / "true", boundary_value="auto", workers=1) == rows
     assert evaluate_folders(pred_dir, tmp_path / "inverted" / "true", boundary_value=255, workers=1)[0]["map"] == 0.0
+    # run folders: predictions in RUN/boundaries/ (segment predict), truth in SPLIT/labels/ (demo-data)
+    shutil.copytree(pred_dir, tmp_path / "run" / "boundaries")
+    shutil.copytree(true_dir, tmp_path / "split" / "labels")
+    (tmp_path / "split" / "images").mkdir()
+    assert evaluate_folders(tmp_path / "run", tmp_path / "split", workers=1) == rows
 
 
 def test_cli_writes_per_image_csv_and_summary(label_folders, tmp_path):
@@ -312,6 +328,16 @@ def test_missing_partner_and_size_mismatch_name_the_file(label_folders, tmp_path
         evaluate_folders(pred_dir, true_dir, workers=1)
     assert_user_error(run_cli("evaluate", pred_dir, true_dir, "--out", tmp_path / "m.csv"), "b.png", "differs")
     assert not (tmp_path / "m.csv").exists()
+
+
+def test_blank_prediction_scores_but_blank_truth_is_an_error(label_folders, tmp_path):
+    pred_dir, true_dir, truths = label_folders
+    write_png(pred_dir / "b.png", np.zeros((48, 40), dtype=np.uint8))  # the segmenter found no boundary
+    rows = evaluate_folders(pred_dir, true_dir, workers=1)
+    assert rows[1]["n_pred"] == 1 and rows[1]["map"] == 0.0 and rows[1]["boundary_precision"] == 0.0
+    write_png(true_dir / "b.png", np.zeros((48, 40), dtype=np.uint8))
+    assert_user_error(run_cli("evaluate", pred_dir, true_dir, "--out", tmp_path / "m.csv"),
+                      str(true_dir / "b.png"), "no boundary pixels")
 
 
 def test_cli_bad_inputs_exit_2(label_folders, tmp_path):

@@ -23,7 +23,7 @@ Conventions (paper defaults; every alternative is an explicit option):
   No such pixel -> (0, 0).
 - Boundary precision/recall/F1 with a tolerance of ``tolerance`` pixels (Euclidean): a predicted
   boundary pixel is correct when a true boundary pixel lies within that distance, and vice versa
-  for recall (dilation by the digital disk of that radius, i.e. the distance transform <= tol).
+  for recall (distance transform <= tolerance, computed as a dilation by the digital disk).
   No predicted boundary pixel -> precision 1 if the truth has none either, else 0; likewise recall.
 """
 
@@ -165,15 +165,15 @@ def variation_of_information_from_table(table: Contingency) -> tuple[float, floa
     """(split, merge) in bits over pixels that are grain in both images (see module docstring)."""
     grain_cells = (table.true_ids > 0) & (table.pred_ids > 0)
     counts = table.counts[grain_cells].astype(np.float64)
-    total = counts.sum()
+    total = float(counts.sum())
     if total == 0:
         return 0.0, 0.0
     true_ids, pred_ids = table.true_ids[grain_cells], table.pred_ids[grain_cells]
     true_sizes = np.bincount(true_ids, weights=counts)[true_ids]
     pred_sizes = np.bincount(pred_ids, weights=counts)[pred_ids]
-    split = -float(np.sum(counts * np.log2(counts / true_sizes))) / total  # H(pred | true)
-    merge = -float(np.sum(counts * np.log2(counts / pred_sizes))) / total  # H(true | pred)
-    return max(split, 0.0), max(merge, 0.0)
+    split = 0.0 - float(np.sum(counts * np.log2(counts / true_sizes))) / total  # H(pred | true); 0.0 - : no -0.0
+    merge = 0.0 - float(np.sum(counts * np.log2(counts / pred_sizes))) / total  # H(true | pred)
+    return split, merge
 
 
 def variation_of_information(true_labels: np.ndarray, pred_labels: np.ndarray) -> tuple[float, float]:
@@ -181,10 +181,28 @@ def variation_of_information(true_labels: np.ndarray, pred_labels: np.ndarray) -
     return variation_of_information_from_table(contingency(true_labels, pred_labels))
 
 
-def _disk(radius: float) -> np.ndarray:
+def within_distance(mask: np.ndarray, radius: float) -> np.ndarray:
+    """Bool (H, W): pixels within Euclidean distance <= ``radius`` of a True pixel of ``mask`` (H, W).
+
+    The dilation by the digital disk, done as one horizontal max filter per row offset dy (half-width
+    floor(sqrt(r^2 - dy^2))) shifted by dy; equal to ``distance_transform_edt(~mask) <= radius``.
+    """
+    mask = np.ascontiguousarray(mask, dtype=bool)
+    height = mask.shape[0]
+    near = np.zeros_like(mask)
+    spread_by_half_width = {}
     reach = int(math.floor(radius))
-    dy, dx = np.mgrid[-reach:reach + 1, -reach:reach + 1]
-    return dy * dy + dx * dx <= radius * radius
+    for dy in range(-reach, reach + 1):
+        half_width = int(math.floor(math.sqrt(radius * radius - dy * dy)))
+        if half_width not in spread_by_half_width:
+            spread_by_half_width[half_width] = ndimage.maximum_filter1d(
+                mask.view(np.uint8), 2 * half_width + 1, axis=1, mode="constant", cval=0).view(bool)
+        spread = spread_by_half_width[half_width]
+        if dy >= 0:
+            near[dy:] |= spread[: height - dy]
+        else:
+            near[:dy] |= spread[-dy:]
+    return near
 
 
 def boundary_prf(true_boundary: np.ndarray, pred_boundary: np.ndarray, tolerance: float = 2) -> tuple[float, float, float]:
@@ -192,15 +210,13 @@ def boundary_prf(true_boundary: np.ndarray, pred_boundary: np.ndarray, tolerance
     true_boundary = np.asarray(true_boundary, dtype=bool)
     pred_boundary = np.asarray(pred_boundary, dtype=bool)
     n_true, n_pred = int(true_boundary.sum()), int(pred_boundary.sum())
-    disk = _disk(tolerance)
 
     def hit_fraction(points: np.ndarray, n_points: int, targets: np.ndarray, n_targets: int) -> float:
         if n_points == 0:
             return 1.0 if n_targets == 0 else 0.0
         if n_targets == 0:
             return 0.0
-        near = ndimage.binary_dilation(targets, structure=disk)
-        return int(np.count_nonzero(near & points)) / n_points
+        return int(np.count_nonzero(within_distance(targets, tolerance) & points)) / n_points
 
     precision = hit_fraction(pred_boundary, n_pred, true_boundary, n_true)
     recall = hit_fraction(true_boundary, n_true, pred_boundary, n_pred)
@@ -270,15 +286,16 @@ def evaluate_arrays(pairs: Iterable[tuple[np.ndarray, np.ndarray]], ari_mode: st
 # ---------------------------------------------------------------- folders
 
 
-def _read_boundary(path: Path, boundary_value: str | int) -> np.ndarray:
-    """Bool boundary map of a label image: bright (> 127 of 255) pixels are 255; "auto" takes the
-    rarer of the two values as the boundary. (Stand-in until grainforge.data.pairs.read_boundary lands.)"""
-    from grainforge.data.io import read_grey
+def _read_prediction(path: Path, boundary_value: str | int) -> np.ndarray:
+    """Predicted boundary map (bool, H x W). Unlike a true label it may be uniform: a segmenter that
+    found no boundary writes a blank map, read as no boundary pixels (one grain) in any convention."""
+    from grainforge.data.io import read_image
+    from grainforge.data.pairs import label_to_boundary
 
-    bright = read_grey(path) > 127 / 255
-    if boundary_value == "auto":
-        return bright if np.count_nonzero(bright) * 2 <= bright.size else ~bright
-    return bright if int(boundary_value) == 255 else ~bright
+    label = read_image(path)
+    if label.min() == label.max():
+        return np.zeros(label.shape, dtype=bool)
+    return label_to_boundary(label, str(path), boundary_value)
 
 
 def _image_folder(folder: Path) -> Path:
@@ -315,8 +332,10 @@ def pair_files(pred_dir: str | os.PathLike, true_dir: str | os.PathLike) -> list
 
 def _evaluate_files(args: tuple) -> dict:
     stem, pred_path, true_path, boundary_value, ari_mode = args
-    pred_boundary = _read_boundary(pred_path, boundary_value)
-    true_boundary = _read_boundary(true_path, boundary_value)
+    from grainforge.data.pairs import read_boundary
+
+    pred_boundary = _read_prediction(pred_path, boundary_value)
+    true_boundary = read_boundary(true_path, boundary_value)
     if pred_boundary.shape != true_boundary.shape:
         raise UserError(f"{pred_path}: size {pred_boundary.shape[1]}x{pred_boundary.shape[0]} differs from "
                         f"{true_path} ({true_boundary.shape[1]}x{true_boundary.shape[0]}); predict on the same images")
@@ -328,7 +347,9 @@ def evaluate_folders(pred_dir: str | os.PathLike, true_dir: str | os.PathLike, b
     """Metrics rows (key "image" = stem, then ROW_COLUMNS) for boundary maps paired by stem.
 
     Either folder may also be a run folder holding ``boundaries/`` or ``labels/``. Files are read with
-    :func:`grainforge.data.pairs.read_boundary` (``boundary_value`` "auto", 0 or 255).
+    :func:`grainforge.data.pairs.read_boundary` (``boundary_value`` "auto", 0 or 255; threshold 127),
+    except that a uniform (blank) prediction is accepted as "no boundary found"; a uniform true
+    label is a UserError naming the file.
     """
     if ari_mode not in ARI_MODES:
         raise UserError(f"--ari: unknown mode '{ari_mode}'; use one of {', '.join(ARI_MODES)}")

@@ -18,6 +18,10 @@ def evaluate(
     workers: int = typer.Option(0, "--workers", help="Worker processes (0 = all CPUs)."),
 ) -> None:
     """Score predicted grain boundaries against true labels (DESIGN §2.5 conventions)."""
+    if boundary_value not in ("auto", "0", "255"):
+        raise UserError(f"--boundary-value: '{boundary_value}' is not 0, 255 or auto; pass the label value of boundaries")
+    if workers < 0:
+        raise UserError(f"--workers: {workers} is negative; pass 0 (all CPUs) or a positive count")
     import sys
 
     from rich.console import Console
@@ -26,10 +30,6 @@ def evaluate(
     from grainforge.data.io import write_csv
     from grainforge.metrics import ROW_COLUMNS, evaluate_folders, summarize
 
-    if boundary_value not in ("auto", "0", "255"):
-        raise UserError(f"--boundary-value: '{boundary_value}' is not 0, 255 or auto; pass the label value of boundaries")
-    if workers < 0:
-        raise UserError(f"--workers: {workers} is negative; pass 0 (all CPUs) or a positive count")
     rows = evaluate_folders(pred_dir, true_dir, boundary_value=boundary_value if boundary_value == "auto" else int(boundary_value),
                             ari_mode=ari, workers=workers or None,
                             progress=sys.stderr.isatty())  # a non-terminal would keep the bar's last line
