@@ -1,0 +1,140 @@
+"""Potts engine throughput: site-attempts per second (sites x MCS / s) and peak bytes per site.
+
+For each lattice size: an early stage (the first 20 MCS from one grain per site) and a late stage
+(MCS 200 onwards, after 200 MCS of growth), with 1 thread and with all threads, and a plain numpy
+vectorised implementation of the same rule (8 sub-lattices, same counter-based random numbers, so
+the same volume) as reference, with the ratio. Peak memory is measured in a fresh process as the
+growth of the resident set during a run, divided by the sites.
+
+    python benchmarks/potts_throughput.py                  # 128^3 and 256^3
+    python benchmarks/potts_throughput.py --quick          # 64^3, fewer steps
+    python benchmarks/potts_throughput.py --sizes 96 --late-mcs 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from grainforge.potts import kernel
+
+
+def numpy_mix(key: np.uint64, counters: np.ndarray) -> np.ndarray:
+    """:func:`grainforge.potts.kernel.mix` on an array of uint64 counters."""
+    with np.errstate(over="ignore"):
+        z = key + (counters + np.uint64(1)) * kernel.GOLDEN
+        z = (z ^ (z >> kernel.S30)) * kernel.MIX1
+        z = (z ^ (z >> kernel.S27)) * kernel.MIX2
+    return z ^ (z >> kernel.S31)
+
+
+def numpy_sweep(ids: np.ndarray, seed: int, mcs: int, thresholds: np.ndarray) -> tuple[int, int]:
+    """One MCS of the "neighbour" rule, vectorised with numpy over each sub-lattice (in place).
+
+    Reference for the numba kernel: same sub-lattice order, neighbour order and random numbers.
+    Returns (ΔE, flips).
+    """
+    lx, ly, lz = ids.shape
+    energy_change = flips = 0
+    blocks = {(qx, qy, qz): ids[qx::2, qy::2, qz::2] for qx in (0, 1) for qy in (0, 1) for qz in (0, 1)}
+    trial_rows = [int(np.flatnonzero((kernel.ALL_OFFSETS == d).all(axis=1))[0]) for d in kernel.TRIAL_OFFSETS]
+    for sub in range(8):
+        p = ((sub >> 2) & 1, (sub >> 1) & 1, sub & 1)
+        sites = blocks[p]
+        neighbours = np.empty((26,) + sites.shape, dtype=ids.dtype)
+        for k, offset in enumerate(kernel.ALL_OFFSETS):
+            q = tuple((p[a] + offset[a]) % 2 for a in range(3))
+            shift = tuple(-((p[a] + offset[a]) // 2) for a in range(3))
+            neighbours[k] = np.roll(blocks[q], shift, axis=(0, 1, 2))
+        x = np.arange(p[0], lx, 2, dtype=np.uint64)[:, None, None]
+        y = np.arange(p[1], ly, 2, dtype=np.uint64)[None, :, None]
+        z = np.arange(p[2], lz, 2, dtype=np.uint64)[None, None, :]
+        r = numpy_mix(kernel.sublattice_key(seed, mcs, sub), (x * np.uint64(ly) + y) * np.uint64(lz) + z)
+        choice = ((r >> kernel.S32) * np.uint64(len(trial_rows))) >> kernel.S32
+        proposed = np.take_along_axis(neighbours[trial_rows], choice.astype(np.intp)[None], axis=0)[0]
+        old = sites.copy()
+        delta = (neighbours == old).sum(axis=0, dtype=np.int64) - (neighbours == proposed).sum(axis=0, dtype=np.int64)
+        accept = (proposed != old) & ((delta <= 0) | ((r & kernel.LOW32) < thresholds[delta + kernel.MAX_DELTA]))
+        np.copyto(sites, proposed, where=accept)
+        energy_change += int(delta[accept].sum())
+        flips += int(accept.sum())
+    return energy_change, flips
+
+
+def attempts_per_second(sweep, ids: np.ndarray, first_mcs: int, n_mcs: int) -> float:
+    """Site-attempts per second of ``n_mcs`` steps of ``sweep(ids, seed, mcs, thresholds)`` on ``ids`` (in place)."""
+    thresholds = kernel.acceptance_thresholds(0.5)
+    t0 = time.perf_counter()
+    for mcs in range(first_mcs, first_mcs + n_mcs):
+        sweep(ids, 0, mcs, thresholds)
+    return ids.size * n_mcs / (time.perf_counter() - t0)
+
+
+def peak_bytes_per_site(size: int, mcs: int) -> float:
+    """Resident-set growth of a ``simulate`` run in a fresh process, per site."""
+    code = f"""
+import resource, json
+from grainforge.potts import simulate
+simulate(8, 2, progress=False)
+def rss():
+    return int(open('/proc/self/statm').read().split()[1]) * 4096
+before = rss()
+simulate({size}, {mcs}, progress=False)
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(json.dumps({{"before": before, "peak": peak}}))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    data = json.loads(out.strip().splitlines()[-1])
+    return (data["peak"] - data["before"]) / size**3
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[128, 256])
+    parser.add_argument("--quick", action="store_true", help="64^3, 5 early + 5 late MCS after 50")
+    parser.add_argument("--early-mcs", type=int, default=20)
+    parser.add_argument("--grow-mcs", type=int, default=200, help="MCS of growth before the late stage")
+    parser.add_argument("--late-mcs", type=int, default=20)
+    args = parser.parse_args()
+    if args.quick:
+        args.sizes, args.early_mcs, args.grow_mcs, args.late_mcs = [64], 5, 50, 5
+    import numba
+
+    all_threads = numba.config.NUMBA_NUM_THREADS
+
+    def numba_sweep(threads):
+        def run(ids, seed, mcs, thresholds):
+            numba.set_num_threads(threads)
+            kernel.sweep(ids, seed, mcs, thresholds)
+        return run
+
+    numba_sweep(1)(np.zeros((4, 4, 4), np.uint32), 0, 0, kernel.acceptance_thresholds(0.5))  # compile / load cache
+    print(f"# Potts throughput, site-attempts/s (M = 1e6), kT 0.5, neighbour rule; {all_threads} threads available")
+    for size in args.sizes:
+        start = np.arange(size**3, dtype=np.uint32).reshape((size,) * 3)
+        grown = start.copy()
+        for mcs in range(args.grow_mcs):
+            numba_sweep(all_threads)(grown, 0, mcs, kernel.acceptance_thresholds(0.5))
+        for stage, state, first in (("early", start, 0), ("late", grown, args.grow_mcs)):
+            n = args.early_mcs if stage == "early" else args.late_mcs
+            rates = {}
+            for name, sweep in (("numpy", numpy_sweep), ("numba_1thread", numba_sweep(1)),
+                                (f"numba_{all_threads}threads", numba_sweep(all_threads))):
+                rates[name] = attempts_per_second(sweep, state.copy(), first, n)
+            ref = rates["numpy"]
+            for name, rate in rates.items():
+                ratio = "" if name == "numpy" else f"  ({rate / ref:.1f}x numpy)"
+                print(f"{size}^3 {stage:5s} {name:16s} {rate / 1e6:8.1f} M/s{ratio}")
+            print(f"{size}^3 {stage:5s} per core (all threads) {rates[f'numba_{all_threads}threads'] / all_threads / 1e6:8.1f} M/s")
+        numba.set_num_threads(all_threads)
+    size = args.sizes[-1]
+    print(f"{size}^3 peak memory {peak_bytes_per_site(size, 2):.2f} bytes/site (resident-set growth of a 2-MCS simulate run)")
+
+
+if __name__ == "__main__":
+    main()
