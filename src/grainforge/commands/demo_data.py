@@ -1,4 +1,5 @@
-"""`grainforge demo-data`: write the built-in labelled demo data set (virtual optical microscope)."""
+"""`grainforge demo-data`: write the built-in labelled demo data set (virtual optical microscope),
+or render the user's own boundary labels (e.g. simulated sections) as micrographs."""
 
 from __future__ import annotations
 
@@ -18,9 +19,26 @@ def demo_data(
     mean_grain_area: float = typer.Option(1600.0, "--mean-grain-area", help="Mean grain (cell) area, px."),
     vary_style: bool = typer.Option(False, "--vary-style", help="Draw random microscope parameters per image."),
     contact_sheet: Path | None = typer.Option(None, "--contact-sheet", help="Also write a PNG of the first 8 images + labels."),
+    from_labels: Path | None = typer.Option(
+        None, "--from-labels", help="Render this folder of boundary labels instead (writes OUT/images, OUT/labels)."),
+    boundary_value: str = typer.Option("auto", "--boundary-value", help="With --from-labels: boundary is 255, 0 or auto (minority)."),
+    threshold: float = typer.Option(127, "--threshold", help="With --from-labels: binarise labels at this 8-bit value."),
+    thin: bool = typer.Option(False, "--thin", help="With --from-labels: thin thick labels to 1 px."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Render labelled demo micrographs (etched-ferrite look) from random Laguerre grain maps."""
+    from rich import print as rprint
+
+    from grainforge.data.io import ensure_writable_dir
+
+    if from_labels is not None:
+        from grainforge.microscope import render_label_folder
+
+        ensure_writable_dir(out)
+        rows = render_label_folder(from_labels, out, seed, vary_style=vary_style, boundary_value=boundary_value,
+                                   threshold=threshold, thin=thin, progress=progress)
+        rprint(f"[bold]demo-data[/bold]: rendered {len(rows)} labels from {from_labels} into {out}/images")
+        return
     if n < 1:
         raise UserError(f"--n {n}: need at least 1 image")
     if size < 32:
@@ -28,9 +46,6 @@ def demo_data(
     if not 16 <= mean_grain_area <= size * size / 4:
         raise UserError(f"--mean-grain-area {mean_grain_area}: must be between 16 and {size * size // 4} px "
                         f"(a quarter of the {size} px image)")
-    from rich import print as rprint
-
-    from grainforge.data.io import ensure_writable_dir
     from grainforge.microscope import make_demo_data
 
     ensure_writable_dir(out)

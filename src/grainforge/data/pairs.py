@@ -94,7 +94,8 @@ def label_to_boundary(label: np.ndarray, where: str, boundary_value="auto", thre
     if thin:
         from skimage.morphology import thin as skeleton_thin
 
-        boundary = skeleton_thin(boundary)
+        pad = 16  # extend lines past the image edge first, so that thinning does not shorten them there
+        boundary = skeleton_thin(np.pad(boundary, pad, mode="edge"))[pad:-pad, pad:-pad]
     return boundary
 
 
