@@ -65,7 +65,7 @@ def zoom_ids(ids2d: np.ndarray, zoom: float, smoothing: float = SMOOTHING_PX) ->
     out_shape = (max(1, round(ids2d.shape[0] * zoom)), max(1, round(ids2d.shape[1] * zoom)))
     sigma = max(smoothing, 0.5 / zoom)
     return _vote_zoom(np.ascontiguousarray(ids2d), out_shape[0], out_shape[1], float(zoom), float(sigma),
-                     int(math.ceil(2.5 * sigma)))
+                     max(1, math.ceil(2.5 * sigma)))
 
 
 @numba.njit(cache=True)
@@ -73,26 +73,29 @@ def _vote_zoom(ids, out_h, out_w, zoom, sigma, radius):  # pragma: no cover - co
     """Gaussian-weighted id vote at each output pixel centre (see :func:`zoom_ids`)."""
     h, w = ids.shape
     out = np.empty((out_h, out_w), dtype=ids.dtype)
-    size = 2 * radius + 2
+    size = 2 * radius  # source pixels within radius of the output centre, per axis
     candidates = np.empty(size * size, dtype=ids.dtype)
     weights = np.empty(size * size, dtype=np.float64)
     col_weights = np.empty((out_w, size), dtype=np.float64)
     col_start = np.empty(out_w, dtype=np.int64)
     for c in range(out_w):
         v = (c + 0.5) / zoom - 0.5
-        col_start[c] = int(np.floor(v)) - radius
+        col_start[c] = int(np.floor(v)) - radius + 1
         for k in range(size):
             col_weights[c, k] = np.exp(-((col_start[c] + k - v) ** 2) / (2.0 * sigma * sigma))
+    row_weights = np.empty(size, dtype=np.float64)
     for r in range(out_h):
         u = (r + 0.5) / zoom - 0.5
-        row_start = int(np.floor(u)) - radius
+        row_start = int(np.floor(u)) - radius + 1
+        for k in range(size):
+            row_weights[k] = np.exp(-((row_start + k - u) ** 2) / (2.0 * sigma * sigma))
         for c in range(out_w):
             n = 0
             for di in range(size):
                 i = row_start + di
                 if i < 0 or i >= h:
                     continue
-                wi = np.exp(-((i - u) ** 2) / (2.0 * sigma * sigma))
+                wi = row_weights[di]
                 for dj in range(size):
                     j = col_start[c] + dj
                     if j < 0 or j >= w:
@@ -146,8 +149,9 @@ def slice_run(run_dir: str | os.PathLike, out: str | os.PathLike, axes: str = AX
               progress: bool = True) -> list[dict]:
     """Cut a run's volume into sections and write labels/, ids/, manifest.csv and run.json to ``out``.
 
-    ``zoom`` or ``match_mean_area`` (pixels) rescale the sections; ``crop`` (pixels) cuts each
-    into non-overlapping tiles. Returns the manifest rows (see MANIFEST_COLUMNS).
+    ``zoom`` or ``match_mean_area`` (pixels; matched on the whole sections, before cropping)
+    rescale the sections; ``crop`` (pixels) cuts each into non-overlapping tiles, row-major, partial
+    tiles dropped. Returns the manifest rows (see MANIFEST_COLUMNS).
     """
     _check_options(axes, stride, zoom, match_mean_area, crop)
     volume = load_volume(run_dir)
