@@ -19,6 +19,7 @@ Figures (one per line):
 from __future__ import annotations
 
 import argparse
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -85,6 +86,17 @@ def naive_map_and_ari(true_boundary: np.ndarray, pred_boundary: np.ndarray) -> t
     return float(np.mean(precisions)), adjusted_rand_score(true_labels.ravel(), pred_labels.ravel())
 
 
+def timed(func, *args, **kwargs):
+    """(result, wall seconds, CPU seconds of this process and its finished worker processes)."""
+    def cpu() -> float:
+        return sum(resource.getrusage(who).ru_utime + resource.getrusage(who).ru_stime
+                   for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+
+    wall0, cpu0 = time.perf_counter(), cpu()
+    result = func(*args, **kwargs)
+    return result, time.perf_counter() - wall0, cpu() - cpu0
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiles", type=int, default=1008)
@@ -102,23 +114,22 @@ def main() -> None:
     print(f"synthesis: {args.tiles} tiles of {SIZE}x{SIZE} ({args.distinct} distinct pairs) in "
           f"{time.perf_counter() - t0:.1f} s (not timed below)")
 
-    t0 = time.perf_counter()
-    rows = evaluate_arrays(tiles, workers=args.workers)
-    seconds = time.perf_counter() - t0
+    rows, seconds, cpu_seconds = timed(evaluate_arrays, tiles, workers=args.workers)
     print(f"arrays, {args.workers} workers: {seconds:.2f} s for {len(rows)} tiles = {len(rows) / seconds:.1f} tiles/s "
           f"(target < 30 s; mean MAP {np.mean([r['map'] for r in rows]):.4f}, ARI {np.mean([r['ari'] for r in rows]):.4f})")
+    print(f"arrays, CPU time: {cpu_seconds:.2f} CPU-s = {cpu_seconds / args.workers:.2f} s on {args.workers} idle cores")
 
     if not args.no_files:
         with tempfile.TemporaryDirectory() as tmp:
             for k, (truth, pred) in enumerate(tiles):
                 write_png(Path(tmp, "true", f"tile{k:04d}.png"), truth.astype(np.uint8) * 255)
                 write_png(Path(tmp, "pred", f"tile{k:04d}.png"), pred.astype(np.uint8) * 255)
-            t0 = time.perf_counter()
-            file_rows = evaluate_folders(Path(tmp, "pred"), Path(tmp, "true"), workers=args.workers)
-            seconds = time.perf_counter() - t0
+            file_rows, seconds, cpu_seconds = timed(evaluate_folders, Path(tmp, "pred"), Path(tmp, "true"),
+                                                    workers=args.workers)
         assert [r["map"] for r in file_rows] == [r["map"] for r in rows]
         print(f"files (PNG reading included), {args.workers} workers: {seconds:.2f} s = "
               f"{len(file_rows) / seconds:.1f} tiles/s")
+        print(f"files, CPU time: {cpu_seconds:.2f} CPU-s = {cpu_seconds / args.workers:.2f} s on {args.workers} idle cores")
 
     subset = tiles[: args.naive_tiles]
     t0 = time.perf_counter()

@@ -35,7 +35,7 @@ def evaluate(
                             progress=sys.stderr.isatty())  # a non-terminal would keep the bar's last line
     write_csv(out, rows, columns=ROW_COLUMNS)
 
-    table = Table(title=f"{len(rows)} images: {pred_dir} vs {true_dir} (ARI: {ari})")
+    table = Table(title=f"{len(rows)} images, ARI convention: {ari}")
     table.add_column("metric")
     table.add_column("mean", justify="right")
     table.add_column("std", justify="right")
@@ -43,4 +43,5 @@ def evaluate(
         table.add_row(name, f"{mean:.4f}", f"{std:.4f}")
     console = Console()
     console.print(table)
-    console.print(f"per-image metrics written to {out}")
+    grains = sum(row["n_true"] for row in rows), sum(row["n_pred"] for row in rows)
+    console.print(f"{pred_dir} vs {true_dir}: {grains[1]} predicted / {grains[0]} true grains; per-image metrics in {out}")
