@@ -75,7 +75,7 @@ def test_voronoi_neighbour_counts_match_scipy_ridges(seed):
         all_ridges.update((p, q))
         if v >= 0 and w >= 0 and np.linalg.norm(vor.vertices[v] - vor.vertices[w]) >= 3.0:
             long_ridges.update((p, q))
-    inner = np.flatnonzero(~touches_border(labels))[1:]
+    inner = np.flatnonzero(~touches_border(labels) & (np.bincount(labels.ravel()) > 0))[1:]
     ours = counts[inner]
     every = np.array([all_ridges[seed_of_label[g]] for g in inner])
     long = np.array([long_ridges[seed_of_label[g]] for g in inner])
@@ -91,9 +91,13 @@ def test_fragments_below_min_area_count_as_boundary():
     boundary[3:6, 3:6] = True
     boundary[4, 4] = False  # a 1-pixel grain inside a boundary ring
     assert label_grains(boundary).max() == 17
+    fragment = label_grains(boundary)[4, 4]
     labels = grainstats.grain_labels(boundary)
-    assert labels.max() == 16 and labels[4, 4] == 0
-    assert grainstats.grain_labels(boundary, min_area_px=1).max() == 17
+    assert labels[4, 4] == 0 and np.array_equal(labels[labels > 0], label_grains(boundary)[labels > 0])
+    assert len(grainstats.grain_table(boundary)) == 17  # every grain of label_grains, fragment included
+    rows = grainstats.grain_table(boundary, min_area_px=3)
+    assert len(rows) == 16 and fragment not in {r["grain"] for r in rows}
+    assert [r["grain"] for r in rows] == sorted(r["grain"] for r in rows)
 
 
 def test_growth_exponent_recovers_a_power_law_over_the_late_half():

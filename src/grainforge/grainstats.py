@@ -9,9 +9,10 @@ Two grains are neighbours when at least ``min_contact`` boundary pixels see both
 3 x 3 neighbourhood: a real shared edge of a 1-pixel boundary is seen by >= 2 pixels, while two
 grains that only meet at a corner (a four-grain junction) are seen by one, so they do not count.
 Thick real labels should be thinned first (``thin=True``) so that both sides of a boundary lie
-within one pixel of it. Grains smaller than ``min_area_px`` (default 3 pixels) are fragments of
-the boundary network (slivers cut off by the 1-pixel rule at junctions), not grains: statistics
-count their pixels as boundary.
+within one pixel of it. For data-set statistics (:func:`folder_grain_tables`, :func:`mean_grain_area`,
+``grainforge stats``) grains smaller than ``MIN_AREA_PX`` (3 pixels) are fragments of the boundary
+network (slivers cut off by the 1-pixel rule at junctions), not grains: their pixels count as
+boundary. Grain numbers are always those of :func:`grainforge.grains.label_grains`.
 """
 
 from __future__ import annotations
@@ -36,12 +37,12 @@ MIN_AREA_PX = 3
 
 
 def grain_labels(boundary: np.ndarray, min_area_px: int = MIN_AREA_PX) -> np.ndarray:
-    """Grain label map (int32, 0 = boundary) of a bool boundary map, grains below ``min_area_px``
-    pixels merged into the boundary and the rest relabelled 1..n."""
+    """:func:`grainforge.grains.label_grains` of a bool boundary map with the grains below
+    ``min_area_px`` pixels set to 0 (boundary); the other grains keep their numbers."""
     labels = label_grains(boundary)
     small = grain_areas(labels) < min_area_px
-    small[0] = False
-    return label_grains(boundary | small[labels]) if small.any() else labels
+    small[0] = True
+    return np.where(small[labels], 0, labels).astype(np.int32)
 
 
 def grain_areas(labels: np.ndarray) -> np.ndarray:
@@ -51,9 +52,10 @@ def grain_areas(labels: np.ndarray) -> np.ndarray:
 
 
 def interior_areas(labels: np.ndarray) -> np.ndarray:
-    """Areas (pixels) of the grains of a label map that do not touch the image border."""
+    """Areas (pixels) of the grains of a label map that do not touch the image border (labels
+    without pixels are skipped)."""
     areas = grain_areas(labels)
-    keep = ~touches_border(labels)
+    keep = ~touches_border(labels) & (areas > 0)
     keep[0] = False
     return areas[keep]
 
@@ -89,10 +91,11 @@ def neighbour_counts(labels: np.ndarray, min_contact: int = 2) -> np.ndarray:
     return np.bincount(pairs.ravel(), minlength=int(np.max(labels, initial=0)) + 1)
 
 
-def grain_table(boundary: np.ndarray, min_contact: int = 2, min_area_px: int = MIN_AREA_PX) -> list[dict]:
-    """One row per grain of a bool boundary map (H, W): grain (label of :func:`grain_labels`),
-    area_px, equivalent_diameter_px (diameter of the circle of the same area), n_neighbours,
-    touches_border."""
+def grain_table(boundary: np.ndarray, min_contact: int = 2, min_area_px: int = 1) -> list[dict]:
+    """One row per grain of a bool boundary map (H, W), in the label order of
+    :func:`grainforge.grains.label_grains`: grain (its label), area_px, equivalent_diameter_px
+    (diameter of the circle of the same area), n_neighbours, touches_border. Grains below
+    ``min_area_px`` get no row and count as boundary (default: every grain has a row)."""
     labels = grain_labels(boundary, min_area_px)
     areas = grain_areas(labels)
     edges = neighbour_counts(labels, min_contact)
@@ -100,25 +103,26 @@ def grain_table(boundary: np.ndarray, min_contact: int = 2, min_area_px: int = M
     diameters = np.sqrt(4.0 * areas / np.pi)
     return [
         {
-            "grain": lab,
+            "grain": int(lab),
             "area_px": int(areas[lab]),
             "equivalent_diameter_px": float(diameters[lab]),
             "n_neighbours": int(edges[lab]),
             "touches_border": bool(border[lab]),
         }
-        for lab in range(1, len(areas))
+        for lab in np.flatnonzero(areas[1:]) + 1
     ]
 
 
 def folder_grain_tables(labels_dir: str | os.PathLike, boundary_value="auto", threshold: int = 127,
-                        thin: bool = False, min_contact: int = 2, progress: bool = False) -> list[dict]:
+                        thin: bool = False, min_contact: int = 2, min_area_px: int = MIN_AREA_PX,
+                        progress: bool = False) -> list[dict]:
     """Grain rows (see :func:`grain_table`) of every label image in a folder, each with ``image`` = stem."""
     boundaries = load_boundaries(labels_dir, boundary_value, threshold, thin)
     rows: list[dict] = []
     with progress_bar(disable=not progress) as bar:
         task = bar.add_task(f"grains of {Path(labels_dir).name}", total=len(boundaries))
         for stem, boundary in boundaries:
-            rows.extend({"image": stem, **row} for row in grain_table(boundary, min_contact))
+            rows.extend({"image": stem, **row} for row in grain_table(boundary, min_contact, min_area_px))
             bar.update(task, advance=1)
     return rows
 
@@ -332,22 +336,25 @@ def dataset_name(folder: Path, taken: Mapping[str, object]) -> str:
 
 
 def stats_run(out: str | os.PathLike, label_folders: Sequence[str | os.PathLike] = (), log: str | os.PathLike | None = None,
-              boundary_value="auto", threshold: float = 127, thin: bool = False, progress: bool = True) -> dict:
+              boundary_value="auto", threshold: float = 127, thin: bool = False, min_area_px: int = MIN_AREA_PX,
+              progress: bool = True) -> dict:
     """The ``grainforge stats`` job: grain report of each label folder (a folder of label images or
     one holding ``labels/``), side by side, and/or the growth report of a simulation log; writes
     run.json. Returns {"datasets": name -> summary, "growth_exponent": n or None}."""
     if not label_folders and log is None:
         raise UserError("stats: give a LABELS_DIR, or --log RUN_DIR/log.csv; see grainforge stats --help")
+    if min_area_px < 1:
+        raise UserError(f"--min-area {min_area_px}: must be >= 1 pixel (1 keeps every grain)")
     out = ensure_writable_dir(out)
     record = RunRecord(out, command="stats", seed=None, config={
         "label_folders": [str(f) for f in label_folders], "log": None if log is None else str(log),
-        "boundary_value": str(boundary_value), "threshold": threshold, "thin": thin})
+        "boundary_value": str(boundary_value), "threshold": threshold, "thin": thin, "min_area_px": min_area_px})
     datasets: dict[str, list[dict]] = {}
     with record.phase("grains"):
         for folder in map(Path, label_folders):
             folder = folder / "labels" if (folder / "labels").is_dir() else folder
             datasets[dataset_name(folder, datasets)] = folder_grain_tables(folder, boundary_value, threshold, thin,
-                                                                         progress=progress)
+                                                                         min_area_px=min_area_px, progress=progress)
         summaries = write_grain_report(datasets, out) if datasets else {}
     exponent = write_growth_report(log, out) if log is not None else None
     record.write(summaries=summaries, growth_exponent=exponent)

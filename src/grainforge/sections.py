@@ -28,7 +28,7 @@ from grainforge.data.io import ensure_writable_dir, write_csv, write_png, write_
 from grainforge.data.split import grid_tiles
 from grainforge.errors import UserError
 from grainforge.grains import boundary_from_ids
-from grainforge.grainstats import grain_labels, interior_areas
+from grainforge.grainstats import grain_areas, grain_labels, interior_areas
 from grainforge.potts import load_volume
 from grainforge.progress import progress_bar
 from grainforge.runinfo import RunRecord
@@ -193,7 +193,7 @@ def _write_image(out: Path, stem: str, axis: str, index: int, row: int, col: int
     areas = interior_areas(labels)
     return {
         "stem": stem, "axis": axis, "index": index, "tile_row": row, "tile_col": col,
-        "height": ids.shape[0], "width": ids.shape[1], "n_grains": int(labels.max(initial=0)),
+        "height": ids.shape[0], "width": ids.shape[1], "n_grains": int(np.count_nonzero(grain_areas(labels)[1:])),
         "mean_area_px": float(areas.mean()) if areas.size else float("nan"),
     }
 

@@ -14,6 +14,7 @@ def stats(
     boundary_value: str = typer.Option("auto", "--boundary-value", help="Label value of boundary pixels: 0, 255 or auto."),
     threshold: float = typer.Option(127, "--threshold", help="Grey level that splits boundary from grain (0..255)."),
     thin: bool = typer.Option(False, "--thin", help="Thin thick boundaries to 1 pixel before measuring."),
+    min_area: int = typer.Option(3, "--min-area", help="Grains smaller than this (pixels) count as boundary fragments."),
     log: Path | None = typer.Option(None, "--log", help="A simulation log.csv (or its run folder): growth plot and exponent."),
 ) -> None:
     """Grain areas, diameters and edge counts of label folders; growth exponent of a simulation log."""
@@ -25,7 +26,8 @@ def stats(
     if compare is not None and labels_dir is None:
         raise UserError("--compare: needs a LABELS_DIR to compare with")
     folders = [folder for folder in (labels_dir, compare) if folder is not None]
-    result = stats_run(out, folders, log=log, boundary_value=boundary_value, threshold=threshold, thin=thin)
+    result = stats_run(out, folders, log=log, boundary_value=boundary_value, threshold=threshold, thin=thin,
+                       min_area_px=min_area)
     console = Console()
     for name, summary in result["datasets"].items():
         console.print(f"[bold]{name}[/bold]: {summary['n_images']} images, {summary['n_interior_grains']} interior grains, "
