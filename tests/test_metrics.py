@@ -28,6 +28,7 @@ from grainforge.metrics import (
     evaluate_arrays,
     evaluate_boundaries,
     evaluate_folders,
+    evaluate_labels,
     summarize,
     variation_of_information,
     within_distance,
@@ -189,6 +190,17 @@ def test_empty_images():
     assert evaluate_boundaries(some_grains, all_boundary)["map"] == 0.0
     assert evaluate_boundaries(all_boundary, some_grains)["map"] == 0.0
     assert average_precision(np.zeros((3, 3), int), np.zeros((3, 3), int)) == 1.0
+
+
+def test_huge_sparse_ids_do_not_overflow():
+    rng = np.random.default_rng(14)
+    true_labels = label_grains(voronoi_boundary((40, 40), 12, rng))
+    pred_labels = label_grains(voronoi_boundary((40, 40), 12, rng))
+    huge_true = np.where(true_labels > 0, true_labels.astype(np.int64) * 700_000_000 + 1, 0)  # ids up to ~1e10
+    huge_pred = np.where(pred_labels > 0, 4_000_000_000 - pred_labels.astype(np.int64), 0)
+    assert int(huge_true.max()) * int(huge_pred.max()) > 2**63
+    assert evaluate_labels(huge_true, huge_pred) == evaluate_labels(true_labels, pred_labels)
+    assert abs(adjusted_rand(huge_true, huge_pred) - adjusted_rand_score(huge_true.ravel(), huge_pred.ravel())) < 1e-12
 
 
 def test_contingency_is_sparse_and_complete():

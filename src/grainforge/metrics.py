@@ -77,6 +77,9 @@ def contingency(true_labels: np.ndarray, pred_labels: np.ndarray) -> Contingency
         raise ValueError(f"label images differ in shape: {np.shape(true_labels)} vs {np.shape(pred_labels)}")
     n_true_ids = int(true_flat.max(initial=0)) + 1
     n_pred_ids = int(pred_flat.max(initial=0)) + 1
+    if n_true_ids * n_pred_ids >= 2**62:  # huge sparse ids (e.g. uint32 volume ids): keys would overflow
+        true_flat, pred_flat = _compact_ids(true_flat), _compact_ids(pred_flat)
+        n_true_ids, n_pred_ids = int(true_flat.max()) + 1, int(pred_flat.max()) + 1
     keys = true_flat * n_pred_ids + pred_flat
     if n_true_ids * n_pred_ids <= 4 * keys.size + 65536:  # dense bincount is cheaper than sorting
         cells = np.bincount(keys, minlength=n_true_ids * n_pred_ids)
@@ -100,6 +103,12 @@ def _as_labels(labels: np.ndarray) -> np.ndarray:
     if labels.size and labels.min() < 0:
         raise ValueError("label images must be non-negative (0 = boundary, 1..n = grains)")
     return labels.astype(np.int64, copy=False)
+
+
+def _compact_ids(flat: np.ndarray) -> np.ndarray:
+    """Labels renumbered 0..k-1 in sorted order, label 0 (boundary) kept as 0."""
+    unique, inverse = np.unique(flat, return_inverse=True)
+    return inverse.astype(np.int64) + (1 if unique[0] != 0 else 0)
 
 
 def _n_grains(sizes: np.ndarray) -> int:
