@@ -162,6 +162,7 @@ def test_one_split_grain_costs_the_hand_computed_map():
     split[2, 0:5] = True  # upper-left grain -> two pieces of 2 x 5 = 10 px; IoU with the 25 px grain = 0.4
     # TP = 3, FP = 5 - 3 = 2, FN = 4 - 3 = 1 -> precision = 3 / 6 at all thresholds.
     assert evaluate_boundaries(truth, split)["map"] == pytest.approx(3 / 6, abs=1e-15)
+    assert reference_ap(label_grains(truth), label_grains(split)) == pytest.approx(3 / 6, abs=1e-15)
 
 
 def test_iou_exactly_on_a_threshold_does_not_match():
@@ -171,6 +172,7 @@ def test_iou_exactly_on_a_threshold_does_not_match():
     # t = 0.50 ... 0.75 (6 thresholds): 4 matches of 4 -> precision 1;
     # t = 0.80 ... 0.95 (4 thresholds, IoU > t fails): TP 3, FP 1, FN 1 -> 3 / 5.
     assert evaluate_boundaries(truth, shrunk)["map"] == pytest.approx((6 * 1 + 4 * 3 / 5) / 10, abs=1e-15)
+    assert reference_ap(label_grains(truth), label_grains(shrunk)) == pytest.approx(0.84, abs=1e-15)
 
 
 def test_diagonal_gap_is_not_one_grain():
