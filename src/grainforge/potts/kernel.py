@@ -88,44 +88,56 @@ def _wrap(i, n):
     return i
 
 
+@njit(cache=True, inline="always")
+def _row_bases(bases, x, y, lx, ly, lz):
+    """Fill ``bases`` (9,) with the flat index of z = 0 of the rows (x + dx, y + dy), dx, dy in -1, 0, 1."""
+    for a in range(3):
+        xi = _wrap(x + a - 1, lx)
+        for b in range(3):
+            bases[3 * a + b] = (xi * ly + _wrap(y + b - 1, ly)) * lz
+
+
+@njit(cache=True, inline="always")
+def _site_delta(flat, bases, zm, z, zp, old, new):
+    """ΔE of a site (id ``old``, rows ``bases``, z neighbours ``zm``, ``zp``) taking id ``new`` != old."""
+    delta = -1  # the site itself is counted once below as equal to ``old``
+    for r in range(9):
+        base = bases[r]
+        v0, v1, v2 = flat[base + zm], flat[base + z], flat[base + zp]
+        delta += (np.int64(v0 == old) + np.int64(v1 == old) + np.int64(v2 == old)
+                  - np.int64(v0 == new) - np.int64(v1 == new) - np.int64(v2 == new))
+    return delta
+
+
 @njit(cache=True)
 def delta_energy(ids, x, y, z, new_id):
     """ΔE (int) of giving site (x, y, z) the id ``new_id``: #neighbours == old - #neighbours == new."""
     lx, ly, lz = ids.shape
     old = ids[x, y, z]
-    delta = 0
-    for dx in range(-1, 2):
-        xi = _wrap(x + dx, lx)
-        for dy in range(-1, 2):
-            yi = _wrap(y + dy, ly)
-            for dz in range(-1, 2):
-                if dx == 0 and dy == 0 and dz == 0:
-                    continue
-                v = ids[xi, yi, _wrap(z + dz, lz)]
-                delta += np.int64(v == old) - np.int64(v == new_id)
-    return delta
+    if new_id == old:
+        return 0
+    bases = np.empty(9, dtype=np.int64)
+    _row_bases(bases, x, y, lx, ly, lz)
+    return _site_delta(ids.reshape(lx * ly * lz), bases, _wrap(z - 1, lz), z, _wrap(z + 1, lz), old, new_id)
 
 
 @njit(cache=True, inline="always")
-def _choose_distinct(ids, old, xs, ys, zs, hi, buffer):
+def _choose_distinct(flat, old, bases, zm, z, zp, hi, buffer):
     """The proposal of the "distinct" rule (``old`` when the site has no other id around)."""
     n = 0
-    for a in range(3):
-        for b in range(3):
-            for c in range(3):
-                if a == 1 and b == 1 and c == 1:
-                    continue
-                v = ids[xs[a], ys[b], zs[c]]
-                if v == old:
-                    continue
-                seen = False
-                for k in range(n):
-                    if buffer[k] == v:
-                        seen = True
-                        break
-                if not seen:
-                    buffer[n] = v
-                    n += 1
+    for r in range(9):
+        for zi in (zm, z, zp):
+            v = flat[bases[r] + zi]
+            if v == old:  # also skips the site itself
+                continue
+            seen = False
+            for k in range(n):
+                if buffer[k] == v:
+                    seen = True
+                    break
+            if not seen:
+                buffer[n] = v
+                n += 1
     if n == 0:
         return old
     return buffer[(hi * np.uint64(n)) >> S32]
@@ -136,42 +148,45 @@ def sweep_sublattice(ids, seed, mcs, sub, thresholds, trial_offsets, distinct):
     """Update every site of sub-lattice ``sub`` once (in place); returns (ΔE total, flips) as int64.
 
     ``trial_offsets`` is :data:`TRIAL_OFFSETS`; ``distinct`` selects the "distinct" rule.
+    Parallel over x planes; sites of one sub-lattice never neighbour each other.
     """
     lx, ly, lz = ids.shape
+    flat = ids.reshape(lx * ly * lz)
     px, py, pz = (sub >> 2) & 1, (sub >> 1) & 1, sub & 1
     key = sublattice_key(seed, mcs, sub)
     n_trial = np.uint64(trial_offsets.shape[0])
+    trial_row = np.empty(trial_offsets.shape[0], dtype=np.int64)  # which of the 9 rows
+    trial_dz = np.empty(trial_offsets.shape[0], dtype=np.int64)
+    for k in range(trial_offsets.shape[0]):
+        trial_row[k] = 3 * (trial_offsets[k, 0] + 1) + trial_offsets[k, 1] + 1
+        trial_dz[k] = trial_offsets[k, 2]
     energy_change = 0
     flips = 0
     for hx in prange(lx // 2):
         x = 2 * hx + px
-        xs = (_wrap(x - 1, lx), x, _wrap(x + 1, lx))
+        bases = np.empty(9, dtype=np.int64)
         buffer = np.empty(26, dtype=ids.dtype)
         for y in range(py, ly, 2):
-            ys = (_wrap(y - 1, ly), y, _wrap(y + 1, ly))
-            row = np.uint64((x * ly + y) * lz)
+            _row_bases(bases, x, y, lx, ly, lz)
+            centre = bases[4]
             for z in range(pz, lz, 2):
-                old = ids[x, y, z]
-                r = mix(key, row + np.uint64(z))
+                site = centre + z
+                old = flat[site]
+                r = mix(key, np.uint64(site))
                 hi = r >> S32
-                zs = (_wrap(z - 1, lz), z, _wrap(z + 1, lz))
+                zm = z - 1 if z > 0 else lz - 1
+                zp = z + 1 if z < lz - 1 else 0
                 if distinct:
-                    new = _choose_distinct(ids, old, xs, ys, zs, hi, buffer)
+                    new = _choose_distinct(flat, old, bases, zm, z, zp, hi, buffer)
                 else:
                     k = (hi * n_trial) >> S32
-                    new = ids[_wrap(x + trial_offsets[k, 0], lx), _wrap(y + trial_offsets[k, 1], ly),
-                              _wrap(z + trial_offsets[k, 2], lz)]
+                    dz = trial_dz[k]
+                    new = flat[bases[trial_row[k]] + (zm if dz < 0 else (zp if dz > 0 else z))]
                 if new == old:
                     continue
-                delta = 0
-                for a in range(3):
-                    for b in range(3):
-                        for c in range(3):
-                            v = ids[xs[a], ys[b], zs[c]]
-                            delta += np.int64(v == old) - np.int64(v == new)
-                delta -= 1  # the site itself (== old) was counted in the 3x3x3 block
+                delta = _site_delta(flat, bases, zm, z, zp, old, new)
                 if delta <= 0 or (r & LOW32) < thresholds[delta + MAX_DELTA]:
-                    ids[x, y, z] = new
+                    flat[site] = new
                     energy_change += delta
                     flips += 1
     return energy_change, flips
