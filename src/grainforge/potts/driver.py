@@ -313,7 +313,7 @@ def simulate(
     result = SimulationResult(ids=ids, log=log, mcs_done=mcs_done,
                               target_reached=None if target_grain_size is None else bool(reached))
     if out is not None:
-        if checkpoint_every:
+        if checkpoint_every and mcs_done % checkpoint_every:  # the final state, unless just written
             _write_checkpoint(out / "checkpoint.npz", ids, mcs_done, energy, log, options)
         write_npz(out / "volume.npz", ids=ids, mcs=np.int64(mcs_done))
         write_csv(out / "log.csv", log, LOG_COLUMNS)
