@@ -39,14 +39,14 @@ def test_nested_fractions():
 
 
 def test_grid_tiles_paper_geometry():
-    array = np.arange(1600 * 2800).reshape(1600, 2800)
-    tiles = grid_tiles(array, 400)
+    array = np.arange(160 * 280).reshape(160, 280)  # the paper's 1600 x 2800 images and 400 px tiles, / 10
+    tiles = grid_tiles(array, 40)
     assert len(tiles) == 28  # 36 images -> 1008 tiles
-    assert all(t.shape == (400, 400) for t in tiles)
+    assert all(t.shape == (40, 40) for t in tiles)
     seen = np.concatenate([t.ravel() for t in tiles])
-    assert len(np.unique(seen)) == seen.size == 1600 * 2800  # non-overlapping and covering
-    assert np.array_equal(tiles[8], array[400:800, 400:800])  # row-major
-    assert len(grid_tiles(np.zeros((450, 830)), 400)) == 2  # remainders dropped
+    assert len(np.unique(seen)) == seen.size == 160 * 280  # non-overlapping and covering
+    assert np.array_equal(tiles[8], array[40:80, 40:80])  # row-major
+    assert len(grid_tiles(np.zeros((45, 83)), 40)) == 2  # remainders dropped
 
 
 def _pair(name, h=50, w=70):

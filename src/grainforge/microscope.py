@@ -110,7 +110,7 @@ def _smooth_field(rng: np.random.Generator, shape: tuple[int, int], scale_px: fl
     return (fine / max(float(fine.std()), 1e-12)).astype(np.float32)
 
 
-def _nearest_power_cell(points: np.ndarray, weights: np.ndarray, query: np.ndarray, k: int = 10) -> np.ndarray:
+def _nearest_power_cell(points: np.ndarray, weights: np.ndarray, query: np.ndarray, k: int = 8) -> np.ndarray:
     """Index of the Laguerre cell (min |q - p|^2 - w) of each query point, among the k Euclidean-nearest seeds."""
     k = min(k, len(points))
     _, idx = cKDTree(points).query(query, k=k)
