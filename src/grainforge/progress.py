@@ -11,6 +11,9 @@ console = Console(stderr=True)
 def progress_bar(*extra_columns, disable: bool = False) -> Progress:
     """A progress bar on stderr: description, bar, n/total, elapsed, remaining, then ``extra_columns``.
 
+    It is drawn only when stderr is a terminal: in logs and pipes a final frame would interleave
+    with (and break the one-line form of) error messages.
+
     Use ``task = bar.add_task("training", total=n, **fields)`` and ``bar.update(task, advance=1, **fields)``;
     extra columns such as ``TextColumn("{task.fields[loss]}")`` show the fields.
     """
@@ -22,5 +25,5 @@ def progress_bar(*extra_columns, disable: bool = False) -> Progress:
         TimeRemainingColumn(),
         *extra_columns,
         console=console,
-        disable=disable,
+        disable=disable or not console.is_terminal,
     )
