@@ -28,8 +28,8 @@ from scipy.spatial import cKDTree
 from grainforge.grains import boundary_from_ids, label_grains
 
 DEFAULT_MEAN_AREA_PX = 1600.0
-"""Default mean grain area (px): a 512 x 512 image holds about 160 grains (real micrographs: tens to
-hundreds of px per grain)."""
+"""Default mean grain (cell) area, px: a 512 x 512 image shows about 180 grains, cut ones included
+(real micrographs: tens to hundreds of px per grain)."""
 
 
 def _param(default: float, lo: float, hi: float, doc: str):
