@@ -1,0 +1,84 @@
+"""Configuration of the U-Net segmentation stage: network, training schedule, batch mixing,
+validation, tiled inference and post-processing, with the presets ``cpu-small`` and ``paper``."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+from grainforge.errors import UserError
+
+
+@dataclasses.dataclass(frozen=True)
+class SegmentConfig:
+    """Every number of ``segment train`` / ``segment predict``; the model folder keeps a copy.
+
+    Sizes are in pixels. ``crop`` and ``tile`` must be multiples of ``2**depth``.
+    """
+
+    # network: classic U-Net, 1 input channel, 2 classes (grain, boundary)
+    width: int = 64  # channels of the first level; doubled at each down-sampling
+    depth: int = 4  # number of 2x down-samplings
+    # training
+    iters: int = 28000
+    batch_size: int = 8
+    crop: int = 400  # training patch side
+    lr: float = 1e-4
+    lr_schedule: Literal["constant", "cosine"] = "constant"
+    min_lr_factor: float = 0.05  # cosine ends at lr * min_lr_factor
+    weight_decay: float = 0.0
+    boundary_weight: float = 5.0  # cross-entropy weight of the boundary class (grain = 1)
+    dice_weight: float = 1.0  # loss = CE + dice_weight * (1 - soft Dice of the boundary class)
+    real_share: float = 0.5  # share of each batch drawn from --real when --extra sources are given
+    augment: bool = True
+    # validation (held-out real images, scored with MAP/ARI after post-processing)
+    val_every: int = 1000
+    val_fraction: float = 0.2  # held out of --real when no --val is given and it has >= val_min_images
+    val_min_images: int = 5
+    val_max_images: int = 16
+    checkpoint_every: int = 500
+    # inference
+    tile: int = 400
+    overlap: float = 0.25  # tile overlap as a fraction of the tile side
+    # post-processing: markers = 4-connected cores (probability < marker_threshold, eroded by
+    # marker_erosion px); watershed of the probability map from them; regions < min_grain_area px merged;
+    # neighbours whose shared border has mean probability < min_border_probability merged
+    threshold: float = 0.5  # binary boundary map (and --threshold-only)
+    marker_threshold: float = 0.3
+    marker_erosion: int = 2
+    min_grain_area: int = 30
+    min_border_probability: float = 0.3
+
+    def validate(self) -> None:
+        """UserError naming the first inconsistent field."""
+        multiple = 2**self.depth
+        checks = [
+            (self.width >= 1, "width must be >= 1"),
+            (1 <= self.depth <= 6, "depth must be in 1..6"),
+            (self.iters >= 1, "iters must be >= 1"),
+            (self.batch_size >= 1, "batch_size must be >= 1"),
+            (self.crop % multiple == 0 and self.crop > 0, f"crop must be a positive multiple of 2**depth = {multiple}"),
+            (self.tile % multiple == 0 and self.tile > 0, f"tile must be a positive multiple of 2**depth = {multiple}"),
+            (self.lr > 0, "lr must be > 0"),
+            (0.0 <= self.overlap < 1.0, "overlap must be in [0, 1)"),
+            (0.0 <= self.real_share <= 1.0, "real_share must be in [0, 1]"),
+            (0.0 <= self.val_fraction < 1.0, "val_fraction must be in [0, 1)"),
+            (self.val_every >= 1 and self.checkpoint_every >= 1, "val_every and checkpoint_every must be >= 1"),
+            (0.0 < self.marker_threshold <= self.threshold < 1.0, "need 0 < marker_threshold <= threshold < 1"),
+            (0.0 <= self.min_border_probability < 1.0, "min_border_probability must be in [0, 1)"),
+            (self.marker_erosion >= 0 and self.min_grain_area >= 0, "marker_erosion and min_grain_area must be >= 0"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise UserError(f"segment config: {message}")
+
+
+SEGMENT_PRESETS: dict[str, SegmentConfig] = {
+    # the paper's schedule (GPU job): 28k iterations of 8 x 400 px, lr 1e-4, tiles of 400 px
+    "paper": SegmentConfig(),
+    # laptop scale: a few minutes on 2 CPU cores (see benchmarks/segment_speed.py)
+    "cpu-small": SegmentConfig(
+        width=8, depth=4, iters=800, batch_size=8, crop=128, lr=2e-3, lr_schedule="cosine",
+        val_every=200, checkpoint_every=100, tile=256, min_grain_area=20,
+    ),
+}

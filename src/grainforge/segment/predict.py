@@ -1,0 +1,151 @@
+"""Prediction: micrographs of any size -> boundary probabilities, closed 1-pixel boundaries, grain
+label maps, overlays, per-grain tables and a summary with the ASTM E112 grain-size number.
+
+Output folder: ``probabilities/<stem>.png`` (uint8, 255 = probability 1), ``boundaries/<stem>.png``
+(uint8, 255 = boundary), ``labels/<stem>.tif`` (4-connected grain ids, 0 = boundary),
+``overlays/<stem>.png`` (boundaries in red over the micrograph), ``grains/<stem>.csv`` and
+``summary.csv``, ``run.json``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from grainforge.errors import UserError
+
+GRAIN_CSV_COLUMNS = ("grain", "area_px", "equivalent_diameter_px", "perimeter_px", "n_neighbours", "touches_border",
+                     "area_um2", "equivalent_diameter_um")
+SUMMARY_COLUMNS = ("image", "height_px", "width_px", "n_grains", "n_interior_grains", "mean_area_px",
+                   "um_per_px", "mean_area_um2", "grains_per_mm2", "astm_g")
+OVERLAY_COLOUR = (255, 40, 40)
+
+
+def astm_grain_size_number(grains_per_mm2: float) -> float:
+    """ASTM E112 grain-size number G = 1 + log2(N_A at 100x per in^2) = -2.9542 + 3.3219 log10(N_A [mm^-2])."""
+    if grains_per_mm2 <= 0:
+        return float("nan")
+    return -2.9542 + 3.3219 * math.log10(grains_per_mm2)
+
+
+def planimetric_grains_per_mm2(n_interior: int, n_border: int, area_mm2: float) -> float:
+    """Jeffries planimetric count (ASTM E112): (grains inside + half the grains cut by the edge) / area."""
+    return (n_interior + 0.5 * n_border) / area_mm2
+
+
+def grain_rows(boundary: np.ndarray, labels: np.ndarray, um_per_px: float | None = None) -> list[dict]:
+    """One row per grain (label order of ``labels`` = ``label_grains(boundary)``): area, equivalent
+    diameter, perimeter (skimage, px), neighbours and border flag (``grainforge.grainstats.grain_table``)."""
+    from skimage.measure import regionprops_table
+
+    from grainforge.grainstats import grain_table
+
+    rows = grain_table(boundary)
+    if not rows:
+        return []
+    perimeter = regionprops_table(labels, properties=("label", "perimeter"))
+    perimeter_by_label = dict(zip(perimeter["label"].tolist(), perimeter["perimeter"].tolist()))
+    for row in rows:
+        row["perimeter_px"] = float(perimeter_by_label[row["grain"]])
+        if um_per_px is not None:
+            row["area_um2"] = row["area_px"] * um_per_px**2
+            row["equivalent_diameter_um"] = row["equivalent_diameter_px"] * um_per_px
+    return rows
+
+
+def summary_row(stem: str, labels: np.ndarray, rows: list[dict], um_per_px: float | None) -> dict:
+    """Grain count, mean interior-grain area (all grains if none is interior) and, with a pixel size,
+    the planimetric grains per mm^2 and ASTM G."""
+    height, width = labels.shape
+    interior = [r["area_px"] for r in rows if not r["touches_border"]]
+    areas = interior or [r["area_px"] for r in rows]
+    summary = {"image": stem, "height_px": height, "width_px": width, "n_grains": len(rows),
+               "n_interior_grains": len(interior), "mean_area_px": float(np.mean(areas)) if areas else float("nan")}
+    if um_per_px is not None:
+        area_mm2 = height * width * (um_per_px * 1e-3) ** 2
+        n_a = planimetric_grains_per_mm2(len(interior), len(rows) - len(interior), area_mm2)
+        summary.update(um_per_px=um_per_px, mean_area_um2=summary["mean_area_px"] * um_per_px**2,
+                       grains_per_mm2=n_a, astm_g=astm_grain_size_number(n_a))
+    return summary
+
+
+def overlay(image: np.ndarray, boundary: np.ndarray) -> np.ndarray:
+    """RGB uint8 (H, W, 3): the grey image with boundary pixels in ``OVERLAY_COLOUR``."""
+    grey = np.round(np.clip(image, 0.0, 1.0) * 255).astype(np.uint8)
+    rgb = np.repeat(grey[..., None], 3, axis=2)
+    rgb[boundary] = OVERLAY_COLOUR
+    return rgb
+
+
+def gather_images(inputs: Sequence[str | os.PathLike]) -> list[Path]:
+    """Image files from files and folders (a folder without images but with ``images/`` uses that);
+    UserError on a missing path or two images with the same stem."""
+    from grainforge.data.io import IMAGE_SUFFIXES, list_images
+
+    files: list[Path] = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            has_images = any(p.suffix.lower() in IMAGE_SUFFIXES for p in item.iterdir())
+            files += list_images(item / "images" if not has_images and (item / "images").is_dir() else item)
+        elif item.is_file():
+            files.append(item)
+        else:
+            raise UserError(f"{item}: no such image or folder; pass micrograph files or folders of them")
+    if not files:
+        raise UserError("segment predict: no input images; pass micrograph files or folders of them")
+    stems: dict[str, Path] = {}
+    for path in files:
+        if path.stem in stems:
+            raise UserError(f"{path}: same name as {stems[path.stem]}; outputs are named by stem, rename one")
+        stems[path.stem] = path
+    return files
+
+
+def predict(model_dir: str | os.PathLike, inputs: Sequence[str | os.PathLike], out: str | os.PathLike,
+            um_per_px: float | None = None, device: str = "auto", progress: bool = True,
+            threshold_only: bool = False) -> list[dict]:
+    """Segment every input image with the model in ``model_dir`` (folder or .pt file) and write the output
+    folder (module docstring); returns the summary rows. ``threshold_only`` writes plain-thresholded
+    boundaries (probability > config.threshold) instead of the closed watershed boundaries."""
+    from grainforge.config import config_to_dict
+    from grainforge.data.io import ensure_writable_dir, read_grey, write_csv, write_png, write_tiff
+    from grainforge.progress import progress_bar
+    from grainforge.runinfo import RunRecord
+    from grainforge.segment.inference import tiled_probability
+    from grainforge.segment.network import load_model, model_file
+    from grainforge.segment.postprocess import postprocess
+    from grainforge.torchutil import resolve_device
+
+    if um_per_px is not None and not um_per_px > 0:
+        raise UserError(f"--um-per-px {um_per_px}: must be > 0 (micrometres per pixel)")
+    torch_device = resolve_device(device)
+    network, config, _ = load_model(model_dir, torch_device)
+    files = gather_images(inputs)
+    out = ensure_writable_dir(out)
+    record = RunRecord(out, command="segment predict", config=config_to_dict(config), seed=None)
+    summary = []
+    with progress_bar(disable=not progress) as bar:
+        task = bar.add_task("segment predict", total=len(files))
+        for path in files:
+            image = read_grey(path)
+            with record.phase("inference"):
+                probability = tiled_probability(network, image, config.tile, config.overlap)
+            with record.phase("post-processing"):
+                boundary, labels = postprocess(probability, config, threshold_only=threshold_only)
+                rows = grain_rows(boundary, labels, um_per_px)
+            stem = path.stem
+            write_png(out / "probabilities" / f"{stem}.png", np.round(probability * 255).astype(np.uint8))
+            write_png(out / "boundaries" / f"{stem}.png", boundary.astype(np.uint8) * 255)
+            write_tiff(out / "labels" / f"{stem}.tif", labels.astype(np.uint16 if labels.max() < 2**16 else np.uint32))
+            write_png(out / "overlays" / f"{stem}.png", overlay(image, boundary))
+            write_csv(out / "grains" / f"{stem}.csv", rows, GRAIN_CSV_COLUMNS if um_per_px else GRAIN_CSV_COLUMNS[:6])
+            summary.append(summary_row(stem, labels, rows, um_per_px))
+            bar.update(task, advance=1)
+    write_csv(out / "summary.csv", summary, SUMMARY_COLUMNS if um_per_px else SUMMARY_COLUMNS[:6])
+    record.write(model=str(model_file(model_dir)), inputs=[str(p) for p in files], um_per_px=um_per_px,
+                 threshold_only=threshold_only, device=str(torch_device))
+    return summary

@@ -1,0 +1,230 @@
+"""Training the U-Net on mixed mini-batches of real and extra (synthetic, simulated) patches.
+
+Batch composition (fixed counts per batch, ``MixedBatches``):
+- real only: all ``batch_size`` patches real (paper: 8 real);
+- real + k extra sources: ``round(real_share * batch_size)`` real (paper: 4), the rest split evenly
+  over the extras in the order given, the first ones taking one more when it does not divide
+  (8 = 4 real + 2 + 2 with two extras; 4 real + 2 + 1 + 1 with three);
+- ``real_fraction = 0`` (or no real data): the whole batch split over the extras.
+
+Validation: on ``val`` if given; otherwise, when the real set has at least ``val_min_images``
+images, ``round(val_fraction * n)`` of them (seeded, before the real fraction is taken, so every
+fraction is scored on the same images; at most ``val_max_images`` are scored) are held out of
+training. Every ``val_every`` iterations and at the end the full held-out images are predicted
+(tiled inference + post-processing) and scored with MAP/ARI; ``best.pt`` keeps the weights of the
+best validation MAP. Without validation images ``best.pt`` is the final weights.
+
+Model folder: ``config.yaml``, ``best.pt``, ``checkpoint.pt`` (weights, optimiser, schedule and
+iteration, for ``--resume``), ``log.csv`` (iteration, loss, lr, val_map, val_ari, wall_time_s),
+``run.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from grainforge.errors import UserError
+
+LOG_COLUMNS = ("iteration", "loss", "lr", "val_map", "val_ari", "wall_time_s")
+
+
+def source_counts(batch_size: int, has_real: bool, extra_names: Sequence[str], real_share: float) -> dict[str, int]:
+    """Patches per batch from each source: ``{"real": n, extra_name: n, ...}`` (rule in the module docstring)."""
+    if not has_real and not extra_names:
+        raise UserError("segment train: no training data; give --real DIR (and/or --extra DIR)")
+    if not extra_names:
+        return {"real": batch_size}
+    n_real = int(round(real_share * batch_size)) if has_real else 0
+    rest = batch_size - n_real
+    base, more = divmod(rest, len(extra_names))
+    if base == 0:
+        raise UserError(f"--extra: {len(extra_names)} extra sources but only {rest} synthetic patches per batch "
+                        f"of {batch_size}; give fewer --extra folders or raise batch_size in the config")
+    counts = {"real": n_real} if n_real else {}
+    counts.update({name: base + (i < more) for i, name in enumerate(extra_names)})
+    return counts
+
+
+def segmentation_loss(logits: torch.Tensor, boundary: torch.Tensor, boundary_weight: float, dice_weight: float) -> torch.Tensor:
+    """Weighted cross-entropy (grain 1, boundary ``boundary_weight``) + ``dice_weight`` x (1 - soft Dice of
+    the boundary class). logits (B, 2, H, W); boundary (B, 1, H, W) in {0, 1}."""
+    target = boundary[:, 0].long()
+    weight = torch.tensor([1.0, boundary_weight], device=logits.device, dtype=logits.dtype)
+    cross_entropy = F.cross_entropy(logits, target, weight=weight)
+    probability = torch.softmax(logits, dim=1)[:, 1]
+    truth = boundary[:, 0]
+    dice = (2.0 * (probability * truth).sum() + 1.0) / (probability.sum() + truth.sum() + 1.0)
+    return cross_entropy + dice_weight * (1.0 - dice)
+
+
+def learning_rate_factor(config, iteration: int) -> float:
+    """Multiplier of ``config.lr`` at ``iteration`` (constant, or cosine decay to ``min_lr_factor``)."""
+    if config.lr_schedule == "constant":
+        return 1.0
+    progress = min(iteration / max(config.iters, 1), 1.0)
+    return config.min_lr_factor + (1.0 - config.min_lr_factor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def validate(network, pairs, config) -> tuple[float, float]:
+    """(mean MAP, mean ARI) of the network (tiled inference + post-processing) on full validation images."""
+    from grainforge.metrics import evaluate_boundaries
+    from grainforge.segment.inference import tiled_probability
+    from grainforge.segment.postprocess import postprocess
+
+    was_training = network.training
+    network.eval()
+    scores = []
+    for pair in pairs:
+        probability = tiled_probability(network, pair.image, config.tile, config.overlap)
+        boundary, _ = postprocess(probability, config)
+        scores.append(evaluate_boundaries(pair.boundary, boundary))
+    network.train(was_training)
+    return float(np.mean([s["map"] for s in scores])), float(np.mean([s["ari"] for s in scores]))
+
+
+def split_real(real_pairs: list, config, real_fraction: float, seed: int, has_val: bool) -> tuple[list, list]:
+    """(training pairs after the real fraction, held-out validation pairs) per the module docstring."""
+    from grainforge.data.split import nested_fraction, train_test_split
+
+    if not 0.0 <= real_fraction <= 1.0:
+        raise UserError(f"--real-fraction {real_fraction}: must be in [0, 1]; e.g. 0.25 for 25 %")
+    by_name = {pair.name: pair for pair in real_pairs}
+    train_names, val_names = list(by_name), []
+    if not has_val and len(by_name) >= config.val_min_images and config.val_fraction > 0:
+        train_names, val_names = train_test_split(list(by_name), config.val_fraction, seed)
+    if real_fraction == 0.0:
+        train_names = []
+    elif real_fraction < 1.0:
+        train_names = nested_fraction(train_names, real_fraction, seed)
+    return [by_name[n] for n in train_names], [by_name[n] for n in val_names[: config.val_max_images]]
+
+
+def _source_name(folder: Path, taken: set[str]) -> str:
+    name = folder.stem or "extra"
+    for k in itertools.count(2):
+        if name not in taken and name != "real":
+            return name
+        name = f"{folder.stem}-{k}"
+    raise AssertionError  # unreachable
+
+
+def train_segmenter(real: str | os.PathLike | None, out: str | os.PathLike, config, real_fraction: float = 1.0,
+                    extras: Sequence[str | os.PathLike] = (), iters: int | None = None, seed: int = 0,
+                    device: str = "auto", resume: bool = False, val: str | os.PathLike | None = None,
+                    progress: bool = True, real_pairs: list | None = None) -> Path:
+    """Train a U-Net (``config``: a SegmentConfig) and write the model folder ``out``; returns ``out``.
+
+    ``real``: folder with images/ + labels/ or .h5 (or pass ``real_pairs``, a list of Pair);
+    ``extras``: more such sources (synthetic, simulated); ``val``: validation source (default: a
+    held-out part of the real images). ``iters`` overrides ``config.iters``. Deterministic by seed on CPU.
+    """
+    from grainforge.config import config_to_dict, save_config
+    from grainforge.data.io import ensure_writable_dir, read_csv, write_csv
+    from grainforge.data.pairs import load_pairs
+    from grainforge.data.torchdata import MixedBatches, PairCropDataset
+    from grainforge.progress import progress_bar
+    from grainforge.runinfo import RunRecord
+    from grainforge.segment.network import build_network, read_model_file, save_model
+    from grainforge.torchutil import resolve_device, seed_everything
+    from rich.progress import TextColumn
+
+    if iters is not None:
+        if iters < 1:
+            raise UserError(f"--iters {iters}: must be >= 1")
+        config = dataclasses.replace(config, iters=iters)
+    config.validate()
+    out = ensure_writable_dir(out)
+    checkpoint_path = out / "checkpoint.pt"
+    if resume and not checkpoint_path.is_file():
+        raise UserError(f"{checkpoint_path}: nothing to resume; drop --resume to start a new training")
+    if not resume and checkpoint_path.is_file():
+        raise UserError(f"{out}: already holds a trained model; pass --resume to continue it or choose another --out")
+    torch_device = resolve_device(device)
+    record = RunRecord(out, command="segment train", config=config_to_dict(config), seed=seed)
+
+    with record.phase("load data"):
+        if real_pairs is None and real is not None:
+            real_pairs = load_pairs(real)
+        val_pairs = load_pairs(val) if val is not None else None
+        train_real, held_out = split_real(real_pairs or [], config, real_fraction, seed, val_pairs is not None)
+        val_pairs = val_pairs if val_pairs is not None else held_out
+        extra_sources: dict[str, list] = {}
+        for folder in extras:
+            extra_sources[_source_name(Path(folder), set(extra_sources))] = load_pairs(folder)
+    counts = source_counts(config.batch_size, bool(train_real), list(extra_sources), config.real_share)
+    pools = {"real": train_real, **extra_sources}
+    datasets = {name: PairCropDataset(pools[name], config.crop, length=config.iters * count,
+                                      augment=config.augment, seed=seed + 1000 * k)
+                for k, (name, count) in enumerate(counts.items())}
+
+    seed_everything(seed)
+    network = build_network(config).to(torch_device)
+    optimizer = torch.optim.Adam(network.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: learning_rate_factor(config, it))
+    start, best_map, log_rows = 0, -1.0, []
+    if resume:
+        state = read_model_file(checkpoint_path)
+        if state["config"] != config_to_dict(config):
+            raise UserError(f"{checkpoint_path}: was trained with another config; resume with the same --config and --iters")
+        network.load_state_dict(state["state_dict"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        start, best_map = state["iteration"], state["best_map"]
+        log_rows = read_csv(out / "log.csv") if (out / "log.csv").is_file() else []
+    save_config(config, out / "config.yaml")
+
+    batches = itertools.islice(MixedBatches(datasets, counts, seed=seed), start, None)
+    network.train()
+    losses: list[float] = []
+    val_map = val_ari = float("nan")
+    t0 = time.perf_counter()
+
+    def save_checkpoint(iteration: int) -> None:
+        save_model(checkpoint_path, network, config, iteration=iteration, best_map=best_map,
+                   optimizer=optimizer.state_dict(), schedule=schedule.state_dict())
+
+    columns = TextColumn("{task.fields[speed]:.2f} it/s  loss {task.fields[loss]:.4f}  val MAP {task.fields[val_map]:.3f}")
+    with progress_bar(columns, disable=not progress) as bar, record.phase("train"):
+        task = bar.add_task("segment train", total=config.iters, completed=start, speed=0.0, loss=float("nan"), val_map=val_map)
+        for iteration in range(start + 1, config.iters + 1):
+            images, boundaries = next(batches)
+            images, boundaries = images.to(torch_device), boundaries.to(torch_device)
+            loss = segmentation_loss(network(images), boundaries, config.boundary_weight, config.dice_weight)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            loss_value = loss.item()
+            losses.append(loss_value)
+            last = iteration == config.iters
+            if iteration % config.val_every == 0 or last:
+                if val_pairs:
+                    val_map, val_ari = validate(network, val_pairs, config)
+                if not val_pairs or val_map > best_map:
+                    best_map = val_map if val_pairs else best_map
+                    save_model(out / "best.pt", network, config, iteration=iteration, val_map=val_map, val_ari=val_ari)
+                log_rows.append({"iteration": iteration, "loss": float(np.mean(losses)), "lr": schedule.get_last_lr()[0],
+                                 "val_map": val_map, "val_ari": val_ari, "wall_time_s": time.perf_counter() - t0})
+                losses.clear()
+                write_csv(out / "log.csv", log_rows, LOG_COLUMNS)
+            if iteration % config.checkpoint_every == 0 or last:
+                save_checkpoint(iteration)
+            bar.update(task, advance=1, loss=loss_value, val_map=val_map,
+                       speed=(iteration - start) / (time.perf_counter() - t0))
+    record.write(sources={"real": str(real) if real is not None else None, "extras": [str(e) for e in extras],
+                          "val": str(val) if val is not None else "held out of --real"},
+                 real_fraction=real_fraction, batch_counts=counts, device=str(torch_device),
+                 train_images={name: [p.name for p in pool] for name, pool in pools.items() if name in counts},
+                 val_images=[p.name for p in val_pairs], best_val_map=best_map if val_pairs else None,
+                 final_val_map=val_map, final_val_ari=val_ari)
+    return out
