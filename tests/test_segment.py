@@ -253,3 +253,20 @@ def test_model_files_round_trip_and_bad_files_are_user_errors(tmp_path):
     torch.save({"something": "else"}, tmp_path / "other.pt")
     with pytest.raises(UserError, match="not a grainforge segmentation model"):
         load_model(tmp_path / "other.pt")
+
+
+def test_validation_hold_out_is_shared_by_every_nested_fraction():
+    from grainforge.data.pairs import Pair
+    from grainforge.segment.train import split_real
+
+    pairs = [Pair(f"p{i:02d}", np.zeros((4, 4), np.float32), np.zeros((4, 4), bool)) for i in range(20)]
+    config = SegmentConfig(val_fraction=0.2, val_min_images=5)
+    quarter, val_q = split_real(pairs, config, 0.25, seed=7, hold_out=True)
+    half, val_h = split_real(pairs, config, 0.5, seed=7, hold_out=True)
+    names = lambda ps: {p.name for p in ps}  # noqa: E731
+    assert names(val_q) == names(val_h) and len(val_q) == 4
+    assert names(quarter) < names(half) and not names(half) & names(val_h)
+    assert (len(quarter), len(half)) == (4, 8)
+    as_given, no_val = split_real(pairs, config, 1.0, seed=7, hold_out=False)
+    assert len(as_given) == 20 and no_val == []
+    assert split_real(pairs, config, 0.0, seed=7, hold_out=True)[0] == []

@@ -7,10 +7,11 @@ Batch composition (fixed counts per batch, ``MixedBatches``):
   (8 = 4 real + 2 + 2 with two extras; 4 real + 2 + 1 + 1 with three);
 - ``real_fraction = 0`` (or no real data): the whole batch split over the extras.
 
-Validation: on ``val`` if given; otherwise, when the real set has at least ``val_min_images``
-images, ``round(val_fraction * n)`` of them (seeded, before the real fraction is taken, so every
-fraction is scored on the same images; at most ``val_max_images`` are scored) are held out of
-training. Every ``val_every`` iterations and at the end the full held-out images are predicted
+Validation: on ``val`` if given; otherwise, when the real set (``real``) has at least
+``val_min_images`` images, ``round(val_fraction * n)`` of them (seeded, before the real fraction is
+taken, so every fraction is scored on the same images; at most ``val_max_images`` are scored) are
+held out of training. Pairs passed in memory (``real_pairs``, e.g. the experiment runner's fraction)
+are trained on as they are: nothing is held out of them, so without ``val`` there is no validation. Every ``val_every`` iterations and at the end the full held-out images are predicted
 (tiled inference + post-processing) and scored with MAP/ARI; ``best.pt`` keeps the weights of the
 best validation MAP. Without validation images ``best.pt`` is the final weights.
 
@@ -92,7 +93,7 @@ def validate(network, pairs, config) -> tuple[float, float]:
     return float(np.mean([s["map"] for s in scores])), float(np.mean([s["ari"] for s in scores]))
 
 
-def split_real(real_pairs: list, config, real_fraction: float, seed: int, has_val: bool) -> tuple[list, list]:
+def split_real(real_pairs: list, config, real_fraction: float, seed: int, hold_out: bool) -> tuple[list, list]:
     """(training pairs after the real fraction, held-out validation pairs) per the module docstring."""
     from grainforge.data.split import nested_fraction, train_test_split
 
@@ -100,7 +101,7 @@ def split_real(real_pairs: list, config, real_fraction: float, seed: int, has_va
         raise UserError(f"--real-fraction {real_fraction}: must be in [0, 1]; e.g. 0.25 for 25 %")
     by_name = {pair.name: pair for pair in real_pairs}
     train_names, val_names = list(by_name), []
-    if not has_val and len(by_name) >= config.val_min_images and config.val_fraction > 0:
+    if hold_out and len(by_name) >= config.val_min_images and config.val_fraction > 0:
         train_names, val_names = train_test_split(list(by_name), config.val_fraction, seed)
     if real_fraction == 0.0:
         train_names = []
@@ -110,12 +111,11 @@ def split_real(real_pairs: list, config, real_fraction: float, seed: int, has_va
 
 
 def _source_name(folder: Path, taken: set[str]) -> str:
-    name = folder.stem or "extra"
-    for k in itertools.count(2):
-        if name not in taken and name != "real":
-            return name
-        name = f"{folder.stem}-{k}"
-    raise AssertionError  # unreachable
+    """A batch-source name for an extra folder: its stem, made unique (never "real")."""
+    name, k = folder.stem or "extra", 2
+    while name in taken or name == "real":
+        name, k = f"{folder.stem or 'extra'}-{k}", k + 1
+    return name
 
 
 def train_segmenter(real: str | os.PathLike | None, out: str | os.PathLike, config, real_fraction: float = 1.0,
@@ -124,9 +124,9 @@ def train_segmenter(real: str | os.PathLike | None, out: str | os.PathLike, conf
                     progress: bool = True, real_pairs: list | None = None) -> Path:
     """Train a U-Net (``config``: a SegmentConfig) and write the model folder ``out``; returns ``out``.
 
-    ``real``: folder with images/ + labels/ or .h5 (or pass ``real_pairs``, a list of Pair);
-    ``extras``: more such sources (synthetic, simulated); ``val``: validation source (default: a
-    held-out part of the real images). ``iters`` overrides ``config.iters``. Deterministic by seed on CPU.
+    ``real``: folder with images/ + labels/ or .h5 (or pass ``real_pairs``, a list of Pair, trained on
+    as is); ``extras``: more such sources (synthetic, simulated); ``val``: validation source (default: a
+    held-out part of ``real``, see the module docstring). ``iters`` overrides ``config.iters``. Deterministic by seed on CPU.
     """
     from grainforge.config import config_to_dict, save_config
     from grainforge.data.io import ensure_writable_dir, read_csv, write_csv
@@ -153,10 +153,11 @@ def train_segmenter(real: str | os.PathLike | None, out: str | os.PathLike, conf
     record = RunRecord(out, command="segment train", config=config_to_dict(config), seed=seed)
 
     with record.phase("load data"):
+        hold_out = val is None and real_pairs is None
         if real_pairs is None and real is not None:
             real_pairs = load_pairs(real)
         val_pairs = load_pairs(val) if val is not None else None
-        train_real, held_out = split_real(real_pairs or [], config, real_fraction, seed, val_pairs is not None)
+        train_real, held_out = split_real(real_pairs or [], config, real_fraction, seed, hold_out)
         val_pairs = val_pairs if val_pairs is not None else held_out
         extra_sources: dict[str, list] = {}
         for folder in extras:
