@@ -152,24 +152,25 @@ def _batch(dataset, iteration: int, batch_size: int, device: torch.device) -> tu
     return to_signed(boundary), to_signed(image)
 
 
-def _sample_grid(model: Pix2Pix, samples: list[tuple[np.ndarray, np.ndarray]], seed: int) -> np.ndarray:
-    """uint8 grid, one row per sample: label | real | generated, 4 px white gutters."""
+def sample_grid(generator: UnetGenerator, config: StyleConfig, samples: list[tuple[np.ndarray, np.ndarray]],
+                device: torch.device, seed: int) -> np.ndarray:
+    """uint8 grid, one row per (boundary, image) sample: label | real | generated, 4 px white gutters."""
     from grainforge.style.apply import paint
 
     rows = []
     for index, (boundary, image) in enumerate(samples):
-        generated = paint(model.generator, boundary, model.config, device=model.device,
-                          dropout=model.config.inference_dropout, seed=seed + index)
+        generated = paint(generator, boundary, config, device=device, dropout=config.inference_dropout,
+                          seed=seed + index)
         label = np.where(boundary, 0.0, 1.0)  # black lines on white, as a micrograph would show them
-        panels = [label, image, generated]
         gutter = np.ones((boundary.shape[0], 4), dtype=np.float32)
-        rows.append(np.concatenate([p for panel in panels for p in (panel, gutter)][:-1], axis=1))
-    gap = np.ones((4, rows[0].shape[1]), dtype=np.float32)
-    grid = np.concatenate([r for row in rows for r in (row, gap)][:-1], axis=0)
+        rows.append(np.concatenate([label, gutter, image, gutter, generated], axis=1))
+    gap = np.ones((4, max(row.shape[1] for row in rows)), dtype=np.float32)
+    padded = [np.pad(row, ((0, 0), (0, gap.shape[1] - row.shape[1])), constant_values=1.0) for row in rows]
+    grid = np.concatenate([r for row in padded for r in (row, gap)][:-1], axis=0)
     return np.round(np.clip(grid, 0, 1) * 255).astype(np.uint8)
 
 
-def _sample_crops(pairs, crop: int, n: int) -> list[tuple[np.ndarray, np.ndarray]]:
+def sample_crops(pairs, crop: int, n: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """Centre crops (at most 2*crop per side) of the first ``n`` pairs: (boundary bool, image float32)."""
     out = []
     for pair in pairs[:n]:
@@ -206,7 +207,7 @@ def train_style(pairs_dir: str | os.PathLike | None, config: StyleConfig, out: s
     if not pairs:
         raise UserError(f"{pairs_dir}: no (image, label) pairs to train on")
     held_out = load_pairs(val) if isinstance(val, (str, os.PathLike)) else val
-    samples = _sample_crops(held_out or pairs, config.crop, config.n_samples)
+    samples = sample_crops(held_out or pairs, config.crop, config.n_samples)
 
     torch_device = resolve_device(device)
     if threads is not None:
@@ -238,7 +239,8 @@ def train_style(pairs_dir: str | os.PathLike | None, config: StyleConfig, out: s
         write_csv(out / "losses.csv", loss_rows, LOSS_COLUMNS)
 
     def save_samples(iteration: int) -> None:
-        write_png(out / "samples" / f"iter_{iteration:06d}.png", _sample_grid(model, samples, seed))
+        write_png(out / "samples" / f"iter_{iteration:06d}.png",
+                  sample_grid(model.generator, config, samples, torch_device, seed))
 
     from rich.progress import TextColumn
 
