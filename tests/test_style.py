@@ -191,10 +191,14 @@ def test_resume_is_bit_identical(pairs_dir, tmp_path):
     assert straight_losses == [r["loss_G_L1"] for r in read_csv(resumed / "losses.csv")]
 
 
-def test_resume_with_other_config_is_refused(pairs_dir, tiny_model, tmp_path):
+def test_bad_resumes_are_refused(pairs_dir, tiny_model, tmp_path):
     with pytest.raises(UserError, match="different config"):
         train_style(pairs_dir, dataclasses.replace(TINY, ngf=8), tiny_model, device="cpu", resume=True,
                     progress=False)
+    with pytest.raises(UserError, match="already at iteration 4"):
+        train_style(pairs_dir, TINY, tiny_model, iters=3, device="cpu", resume=True, progress=False)
+    assert_user_error(run_cli("style", "train", "--pairs", pairs_dir, "--out", tmp_path / "new", "--resume"),
+                      "nothing to resume")
 
 
 def test_apply_any_size_writes_pairs(tiny_model, tmp_path):

@@ -191,8 +191,8 @@ def train_style(pairs_dir: str | os.PathLike | None, config: StyleConfig, out: s
     ``pairs_dir``: a folder with images/ + labels/ or an .h5 file (``grainforge.data.pairs.load_pairs``);
     ``pairs``: in-memory ``Pair`` list instead (e.g. a fraction of the real data). ``val``: held-out
     pairs (folder, .h5 or list) for the sample grids; without it the grids show training pairs.
-    ``iters`` overrides ``config.iters``. ``resume`` continues from ``out/checkpoint.pt`` when it
-    exists (the config must match). ``threads``: torch CPU threads (None = torch's default).
+    ``iters`` overrides ``config.iters``. ``resume`` continues from ``out/checkpoint.pt`` (same
+    config; ``iters`` may grow, which stretches the lr schedule). ``threads``: torch CPU threads (None = torch's default).
     """
     from grainforge.data.pairs import load_pairs
     from grainforge.data.torchdata import PairCropDataset
@@ -200,6 +200,9 @@ def train_style(pairs_dir: str | os.PathLike | None, config: StyleConfig, out: s
 
     config = config.with_iters(iters)
     config.validate()
+    checkpoint_path = Path(out) / CHECKPOINT_FILE
+    if resume and not checkpoint_path.is_file():
+        raise UserError(f"{checkpoint_path}: nothing to resume; drop --resume to start a new training")
     if pairs is None:
         if pairs_dir is None:
             raise UserError("--pairs: no training pairs given; pass a folder with images/ and labels/")
@@ -219,14 +222,15 @@ def train_style(pairs_dir: str | os.PathLike | None, config: StyleConfig, out: s
                               augment=config.augment, seed=seed)
 
     start, loss_rows = 0, []
-    checkpoint_path = out / CHECKPOINT_FILE
-    if resume and checkpoint_path.is_file():
+    if resume:
         state = load_torch(checkpoint_path, "checkpoint")
         stored = stored_config(state, str(checkpoint_path))
         if dataclasses.replace(stored, iters=config.iters) != config:
             raise UserError(f"{checkpoint_path}: saved with a different config; resume with the same --config "
                             "or drop --resume to start again")
         start = model.load_state(state)
+        if start > config.iters:
+            raise UserError(f"--iters {config.iters}: the checkpoint in {out} is already at iteration {start}")
         if (out / "losses.csv").is_file():
             loss_rows = [row for row in read_csv(out / "losses.csv") if int(row["iter"]) <= start]
 
