@@ -33,7 +33,12 @@ def experiment(
             raise UserError(f"{out / 'results.csv'}: no results to report; run without --report-only first")
         report = render_report(out, experiment_config)
     else:
-        report = run_experiment(experiment_config, out, jobs=jobs, progress=sys.stderr.isatty())
+        try:
+            report = run_experiment(experiment_config, out, jobs=jobs, progress=sys.stderr.isatty())
+        except KeyboardInterrupt:
+            print(f"grainforge: interrupted; rerun the same command (same --out) to resume from {out / 'results.csv'}",
+                  file=sys.stderr)
+            raise typer.Exit(130) from None
 
     table = Table(title=f"results (mean over seeds) — {out / 'results.csv'}")
     for column in ("table", "setting", "real %", "MAP", "ARI", "seeds"):

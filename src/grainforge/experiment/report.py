@@ -220,17 +220,18 @@ def _grid(columns: dict[str, list[np.ndarray]], path: Path) -> None:
 
 
 def plot_fig3(layout: RunLayout, fractions: Sequence[float], path: Path, n: int = 3) -> bool:
-    """Paper Fig. 3: real image | simulated (plain) | label | synthetic (pix2pix of the largest fraction)."""
+    """Paper Fig. 3: real image | simulated (plain) | label | synthetic (pix2pix of the largest fraction)
+    | microscope render, where those artefacts exist."""
     synthetic = next((layout.synthetic(f) for f in sorted(fractions, reverse=True) if layout.synthetic(f).is_dir()), None)
     real = _first_images(layout.real_train / "images", n)
     if synthetic is None or not real:
         return False
     stems = [p.stem for p in _first_images(synthetic / "labels", n)]
-    columns = {"real": [read_grey(p) for p in real],
-               "label": [read_grey(synthetic / "labels" / f"{s}.png") for s in stems],
-               "synthetic (pix2pix)": [read_grey(synthetic / "images" / f"{s}.png") for s in stems]}
+    columns = {"real": [read_grey(p) for p in real]}
     if layout.plain.is_dir():
         columns["simulated (plain)"] = [read_grey(layout.plain / "images" / f"{s}.png") for s in stems]
+    columns["label"] = [read_grey(synthetic / "labels" / f"{s}.png") for s in stems]
+    columns["synthetic (pix2pix)"] = [read_grey(synthetic / "images" / f"{s}.png") for s in stems]
     if layout.microscope.is_dir():
         columns["microscope"] = [read_grey(layout.microscope / "images" / f"{s}.png") for s in stems]
     _grid(columns, path)
