@@ -14,6 +14,8 @@ Conventions (shared by :mod:`grainforge.potts.driver`, the tests and the numpy r
   ``r = mix(sublattice_key(seed, mcs, sub), i)`` (splitmix64). The high 32 bits choose the
   trial neighbour (``(hi * n) >> 32``), the low 32 bits decide acceptance
   (``lo < threshold[ΔE]``). No random state is carried, so any thread count gives the same volume.
+- Threads wait passively at the 8 barriers of a step: ``grainforge/__init__`` sets
+  ``OMP_WAIT_POLICY=PASSIVE`` (spinning made a 2-thread sweep ~20x slower on a loaded machine).
 - Proposal "neighbour" (the paper's): the id of one of the 18 first+second neighbours
   (:data:`TRIAL_OFFSETS`, in that order). Proposal "distinct" (SPPARKS potts/neigh): one of the
   distinct ids other than the site's own among its 26 neighbours (in :data:`ALL_OFFSETS` order of
@@ -23,14 +25,9 @@ Conventions (shared by :mod:`grainforge.potts.driver`, the tests and the numpy r
 from __future__ import annotations
 
 import math
-import os
 
-# OpenMP threads spin at barriers by default; on a loaded machine a spinning thread starves the
-# one still working, and a sweep has 8 barriers per MCS (measured: 20x slower under load).
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-import numpy as np  # noqa: E402
-from numba import njit, prange  # noqa: E402
+import numpy as np
+from numba import njit, prange
 
 GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 MIX1 = np.uint64(0xBF58476D1CE4E5B9)
