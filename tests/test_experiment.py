@@ -135,6 +135,14 @@ def test_run_rows_resumes_without_recomputing_finished_rows(tmp_path: Path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["results.csv"]  # no temp files left behind
 
 
+def test_rows_of_one_model_in_two_tables_are_computed_once(tmp_path: Path):
+    specs = [RowSpec("table3", "real", 1.0, 0), RowSpec("table4", "real", 0.25, 0), RowSpec("table4", "real", 1.0, 0)]
+    counting = CountingRow()
+    rows = run_rows(specs, counting, tmp_path / "results.csv", progress=False)
+    assert [s.key for s in counting.calls] == [specs[0].key, specs[1].key]
+    assert rows[0]["map"] == rows[2]["map"] and [r["table"] for r in rows] == ["table3", "table4", "table4"]
+
+
 def test_run_rows_in_parallel_jobs_matches_serial(tmp_path: Path):
     specs = _specs()[:4]
     run_rows(specs, _fake_metrics, tmp_path / "serial.csv", progress=False)
@@ -147,7 +155,7 @@ def test_run_experiment_with_fake_rows_resumes_and_guards_the_config(tmp_path: P
     config = shipped_configs()["demo"]
     counting = CountingRow()
     report = run_experiment(config, tmp_path / "run", progress=False, row_fn=counting)
-    assert len(counting.calls) == len(plan_rows(config))
+    assert len(counting.calls) == len({spec.model_key for spec in plan_rows(config)}) == 11  # real 100 % once
     assert report.is_file() and (tmp_path / "run" / "run.json").is_file()
     again = CountingRow()
     run_experiment(config, tmp_path / "run", progress=False, row_fn=again)

@@ -44,6 +44,12 @@ class RowSpec:
         """Identity in results.csv (the fraction as text, so that 0.1 read back matches 0.1)."""
         return (self.table, self.setting, format_fraction(self.real_fraction), int(self.seed))
 
+    @property
+    def model_key(self) -> tuple[str, str, int]:
+        """What the result depends on: rows of different tables with the same setting, fraction and
+        seed (Table 3's real 100 % and Table 4's real at f = 1) are one model, computed once."""
+        return (self.setting, format_fraction(self.real_fraction), int(self.seed))
+
 
 RowFunction = Callable[[RowSpec], dict]
 
@@ -98,39 +104,45 @@ def run_rows(specs: Sequence[RowSpec], row_fn: RowFunction, results_path: str | 
              progress: bool = True) -> list[dict]:
     """Run the rows of ``specs`` missing from ``results_path`` with ``row_fn``; returns all result rows.
 
+    ``row_fn`` runs once per :attr:`RowSpec.model_key`; its metrics fill every row sharing that key.
     After each finished row the CSV is rewritten atomically (rows of earlier runs first, then in plan
     order). ``jobs`` > 1 runs rows in that many spawned processes with cores // jobs threads each
     (``row_fn`` must then be picklable: a module-level function or a functools.partial of one).
     """
     existing = read_results(results_path)
     done = {_row_key(row) for row in existing}
-    todo = [spec for spec in specs if spec.key not in done]
+    todo: dict[tuple, list[RowSpec]] = {}  # model key -> the rows it answers
+    for spec in specs:
+        if spec.key not in done:
+            todo.setdefault(spec.model_key, []).append(spec)
     finished: dict[tuple, dict] = {}
 
-    def record(spec: RowSpec, metrics: dict) -> None:
-        finished[spec.key] = _result_row(spec, metrics)
+    def record(group: list[RowSpec], metrics: dict) -> None:
+        for spec in group:
+            finished[spec.key] = _result_row(spec, metrics)
         ordered = [finished[s.key] for s in specs if s.key in finished]
         write_csv(results_path, [*existing, *ordered], RESULT_COLUMNS)
 
     with progress_bar(disable=not progress) as bar:
-        task = bar.add_task("experiment rows", total=len(specs), completed=len(specs) - len(todo))
+        task = bar.add_task("experiment rows", total=len(specs), completed=len(specs) - sum(map(len, todo.values())))
         if jobs <= 1:
-            for spec in todo:
+            for group in todo.values():
+                spec = group[0]
                 bar.update(task, description=f"{spec.setting} f={format_fraction(spec.real_fraction)} seed={spec.seed}")
-                record(spec, row_fn(spec))
-                bar.update(task, advance=1)
+                record(group, row_fn(spec))
+                bar.update(task, advance=len(group))
         elif todo:
             threads = max(1, (os.cpu_count() or 1) // jobs)
             context = multiprocessing.get_context("spawn")
             with ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker, initargs=(threads,)) as pool:
-                pending = {pool.submit(row_fn, spec): spec for spec in todo}
+                pending = {pool.submit(row_fn, group[0]): group for group in todo.values()}
                 try:
                     while pending:
                         finished_now, _ = wait(pending, return_when=FIRST_COMPLETED)
                         for future in finished_now:
-                            spec = pending.pop(future)
-                            record(spec, future.result())
-                            bar.update(task, advance=1)
+                            group = pending.pop(future)
+                            record(group, future.result())
+                            bar.update(task, advance=len(group))
                 except BaseException:
                     pool.shutdown(wait=False, cancel_futures=True)
                     raise
