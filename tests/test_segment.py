@@ -112,6 +112,7 @@ def test_postprocess_closes_a_two_pixel_gap():
     labels = label_grains(closed)
     assert labels.max() == 2
     assert set(np.unique(labels[:, :25])) == {1} and set(np.unique(labels[:, 35:])) == {2}
+    assert closed[:18, 30].all() and closed[20:, 30].all() and closed.sum() == 40  # on the ridge, 1 px wide
 
 
 def test_postprocess_recovers_blurred_gappy_boundaries_better_than_threshold():

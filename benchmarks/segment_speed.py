@@ -1,0 +1,106 @@
+"""U-Net segmentation speed on this machine: training iterations/s (batch 8 of 256 x 256 crops),
+prediction time for one 2800 x 1600 micrograph (the paper's image size: tiled inference and
+post-processing), and the process's peak memory.
+
+    .venv/bin/python benchmarks/segment_speed.py [--config cpu-small|paper|FILE.yaml] [--device cpu]
+                                                 [--iters 5] [--model MODEL_DIR]
+
+Prints one figure per line. Weights are random unless ``--model`` is given (speed does not depend on
+them); post-processing runs on a realistic probability map (the blurred true boundaries of a
+rendered demo micrograph), since a random net's output has no grain structure. The tiled prediction
+is set beside one full-image forward pass measured in the same run (ratio = tiling overhead).
+Reads no data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import time
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from grainforge.config import load_config
+from grainforge.grains import boundary_from_ids
+from grainforge.microscope import render, voronoi_grains
+from grainforge.segment.config import SEGMENT_PRESETS, SegmentConfig
+from grainforge.segment.inference import full_probability, tiled_probability
+from grainforge.segment.network import build_network, load_model
+from grainforge.segment.postprocess import postprocess
+from grainforge.segment.train import segmentation_loss
+from grainforge.torchutil import resolve_device
+
+HEIGHT, WIDTH = 1600, 2800
+TRAIN_CROP, TRAIN_BATCH = 256, 8
+
+
+def peak_rss_mib() -> float:
+    """Peak resident memory of this process so far (MiB; Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def seconds(run, repeats: int) -> float:
+    """Mean wall time (s) of ``run()`` over ``repeats`` calls after one warm-up call (CUDA-synchronised)."""
+    run()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        run()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+    return (time.perf_counter() - start) / repeats
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="cpu-small")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--iters", type=int, default=5, help="timed training iterations (after one warm-up)")
+    parser.add_argument("--model", default=None, help="a trained model folder instead of random weights")
+    args = parser.parse_args()
+    device = resolve_device(args.device)
+    torch.manual_seed(0)
+    if args.model:
+        network, config, _ = load_model(args.model, device)
+    else:
+        config = load_config(SegmentConfig, args.config, SEGMENT_PRESETS)
+        network = build_network(config).to(device)
+    print(f"device: {device}, torch threads: {torch.get_num_threads()}, config: {args.model or args.config} "
+          f"(width {config.width}, depth {config.depth}, tile {config.tile}, overlap {config.overlap})")
+
+    network.train()
+    optimizer = torch.optim.Adam(network.parameters(), lr=config.lr)
+    images = torch.rand(TRAIN_BATCH, 1, TRAIN_CROP, TRAIN_CROP, device=device)
+    boundaries = (torch.rand_like(images) < 0.07).float()
+
+    def train_step() -> None:
+        loss = segmentation_loss(network(images), boundaries, config.boundary_weight, config.dice_weight)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    step_s = seconds(train_step, args.iters)
+    print(f"train_iters_per_s (batch {TRAIN_BATCH} x {TRAIN_CROP} px): {1.0 / step_s:.3f}")
+    print(f"train_s_for_{config.iters}_iters (config schedule, no validation): {config.iters * step_s:.0f}")
+    print(f"peak_rss_mib_after_training: {peak_rss_mib():.0f}")
+
+    grains = voronoi_grains((HEIGHT, WIDTH), mean_area_px=1600.0, seed=0)
+    truth = boundary_from_ids(grains)
+    micrograph = render(grains, seed=0)
+    network.eval()
+    tiled_s = seconds(lambda: tiled_probability(network, micrograph, config.tile, config.overlap), 1)
+    print(f"predict_{WIDTH}x{HEIGHT}_tiled_inference_s: {tiled_s:.2f}")
+    full_s = seconds(lambda: full_probability(network, micrograph), 1)
+    print(f"predict_{WIDTH}x{HEIGHT}_single_full_pass_s: {full_s:.2f}  (tiled / full: {tiled_s / full_s:.2f})")
+    probability = np.clip(ndimage.gaussian_filter(truth.astype(np.float32), 1.0) * 2.5, 0.0, 1.0)
+    post_s = seconds(lambda: postprocess(probability, config), 1)
+    print(f"postprocess_{WIDTH}x{HEIGHT}_s (watershed, {int(grains.max())} grains): {post_s:.2f}")
+    print(f"predict_{WIDTH}x{HEIGHT}_total_s: {tiled_s + post_s:.2f}")
+    print(f"peak_rss_mib: {peak_rss_mib():.0f}")
+    if device.type == "cuda":
+        print(f"peak_cuda_mib: {torch.cuda.max_memory_allocated() / 2**20:.0f}")
+
+
+if __name__ == "__main__":
+    main()
