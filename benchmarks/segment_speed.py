@@ -71,18 +71,25 @@ def main() -> None:
 
     network.train()
     optimizer = torch.optim.Adam(network.parameters(), lr=config.lr)
-    images = torch.rand(TRAIN_BATCH, 1, TRAIN_CROP, TRAIN_CROP, device=device)
-    boundaries = (torch.rand_like(images) < 0.07).float()
 
-    def train_step() -> None:
-        loss = segmentation_loss(network(images), boundaries, config.boundary_weight, config.dice_weight)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+    def train_step_seconds(crop: int) -> float:
+        images = torch.rand(TRAIN_BATCH, 1, crop, crop, device=device)
+        boundaries = (torch.rand_like(images) < 0.07).float()
 
-    step_s = seconds(train_step, args.iters)
+        def train_step() -> None:
+            loss = segmentation_loss(network(images), boundaries, config.boundary_weight, config.dice_weight)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+        return seconds(train_step, args.iters)
+
+    step_s = train_step_seconds(TRAIN_CROP)
     print(f"train_iters_per_s (batch {TRAIN_BATCH} x {TRAIN_CROP} px): {1.0 / step_s:.3f}")
-    print(f"train_s_for_{config.iters}_iters (config schedule, no validation): {config.iters * step_s:.0f}")
+    if config.crop != TRAIN_CROP:
+        step_s = train_step_seconds(config.crop)
+        print(f"train_iters_per_s (batch {config.batch_size} x {config.crop} px, the config's crop): {1.0 / step_s:.3f}")
+    print(f"train_s_for_{config.iters}_iters (the config's schedule, validation not included): {config.iters * step_s:.0f}")
     print(f"peak_rss_mib_after_training: {peak_rss_mib():.0f}")
 
     grains = voronoi_grains((HEIGHT, WIDTH), mean_area_px=1600.0, seed=0)
@@ -91,13 +98,14 @@ def main() -> None:
     network.eval()
     tiled_s = seconds(lambda: tiled_probability(network, micrograph, config.tile, config.overlap), 1)
     print(f"predict_{WIDTH}x{HEIGHT}_tiled_inference_s: {tiled_s:.2f}")
+    print(f"peak_rss_mib_after_tiled_inference: {peak_rss_mib():.0f}")
     full_s = seconds(lambda: full_probability(network, micrograph), 1)
     print(f"predict_{WIDTH}x{HEIGHT}_single_full_pass_s: {full_s:.2f}  (tiled / full: {tiled_s / full_s:.2f})")
     probability = np.clip(ndimage.gaussian_filter(truth.astype(np.float32), 1.0) * 2.5, 0.0, 1.0)
     post_s = seconds(lambda: postprocess(probability, config), 1)
     print(f"postprocess_{WIDTH}x{HEIGHT}_s (watershed, {int(grains.max())} grains): {post_s:.2f}")
     print(f"predict_{WIDTH}x{HEIGHT}_total_s: {tiled_s + post_s:.2f}")
-    print(f"peak_rss_mib: {peak_rss_mib():.0f}")
+    print(f"peak_rss_mib (after the single full pass and post-processing): {peak_rss_mib():.0f}")
     if device.type == "cuda":
         print(f"peak_cuda_mib: {torch.cuda.max_memory_allocated() / 2**20:.0f}")
 

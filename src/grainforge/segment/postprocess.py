@@ -5,11 +5,11 @@
    separates two markers.
 2. Watershed (``skimage.segmentation.watershed``) of the probability map from the markers: every
    pixel goes to one region, the region borders follow the probability ridges and close the gaps.
-3. Regions smaller than ``min_grain_area`` px lose their marker and the watershed is re-run, so
-   they merge into the neighbour across their weakest boundary.
-4. Two adjacent regions whose shared border has a mean probability below ``min_border_probability``
-   are merged (erosion can cut a necked grain into two markers; no ridge separates them).
-5. Boundary = the 1-pixel watershed line (``watershed_line=True``) of a last flooding from the same
+3. Merging: two adjacent regions whose shared border has a mean probability below
+   ``min_border_probability`` are joined (erosion can cut a necked grain into two markers; no ridge
+   separates them), and a region smaller than ``min_grain_area`` px joins the neighbour across its
+   weakest border.
+4. Boundary = the 1-pixel watershed line (``watershed_line=True``) of a last flooding from the same
    markers, each now carrying its merged region's id: it runs along the probability ridge (where the
    true boundary is) and leaves no two regions 4-adjacent, so it is closed for 4-connected grains.
 """
@@ -34,50 +34,63 @@ def grain_markers(probability: np.ndarray, marker_threshold: float, marker_erosi
     return markers.astype(np.int32)
 
 
-def merge_weak_borders(regions: np.ndarray, probability: np.ndarray, min_border_probability: float) -> np.ndarray:
-    """Merge adjacent regions whose border is weak: for every 4-adjacent pixel pair across a region border
-    the border strength is the larger probability of the two; pairs of regions with a mean strength below
-    ``min_border_probability`` are joined (transitively). Returns int32 ids 1..k'."""
+def merge_regions(regions: np.ndarray, probability: np.ndarray, min_grain_area: int,
+                  min_border_probability: float) -> np.ndarray:
+    """Merge regions (ids 1..k covering the image) across weak borders and small regions into a neighbour.
+
+    Border strength of two 4-adjacent pixels in different regions = the larger probability of the two;
+    a pair of regions whose mean border strength is below ``min_border_probability`` is joined, and a
+    region of fewer than ``min_grain_area`` px is joined to the neighbour with the weakest border
+    (transitively, as graph components). Returns int32 ids 1..k'.
+    """
     a = np.concatenate([regions[:, :-1].ravel(), regions[:-1, :].ravel()]).astype(np.int64)
     b = np.concatenate([regions[:, 1:].ravel(), regions[1:, :].ravel()]).astype(np.int64)
     strength = np.concatenate([np.maximum(probability[:, :-1], probability[:, 1:]).ravel(),
                                np.maximum(probability[:-1, :], probability[1:, :]).ravel()])
     across = a != b
     n = int(regions.max()) + 1
-    keys = np.minimum(a[across], b[across]) * n + np.maximum(a[across], b[across])
-    pairs, inverse = np.unique(keys, return_inverse=True)
+    keys, inverse = np.unique(np.minimum(a[across], b[across]) * n + np.maximum(a[across], b[across]),
+                              return_inverse=True)
     mean_strength = np.bincount(inverse, weights=strength[across]) / np.bincount(inverse)
-    weak = pairs[mean_strength < min_border_probability]
-    graph = sparse.coo_matrix((np.ones(weak.size), (weak // n, weak % n)), shape=(n, n))
+    first, second = keys // n, keys % n
+    weak = mean_strength < min_border_probability
+    # each small region's weakest border: candidate edges sorted by (region, strength), first per region
+    source, target = np.concatenate([first, second]), np.concatenate([second, first])
+    small = np.bincount(regions.ravel(), minlength=n)[source] < min_grain_area
+    order = np.lexsort((np.concatenate([mean_strength, mean_strength])[small], source[small]))
+    source, target = source[small][order], target[small][order]
+    weakest = np.r_[True, source[1:] != source[:-1]] if source.size else np.zeros(0, dtype=bool)
+    rows = np.concatenate([first[weak], source[weakest]])
+    cols = np.concatenate([second[weak], target[weakest]])
+    graph = sparse.coo_matrix((np.ones(rows.size), (rows, cols)), shape=(n, n))
     _, component = connected_components(graph, directed=False)
     _, relabelled = np.unique(component[regions], return_inverse=True)
     return (relabelled.reshape(regions.shape) + 1).astype(np.int32)
 
 
-def watershed_regions(probability: np.ndarray, marker_threshold: float = 0.3, marker_erosion: int = 2,
-                      min_grain_area: int = 30, min_border_probability: float = 0.3) -> np.ndarray:
-    """int32 (H, W) region ids 1..k covering every pixel (steps 1-4 of the module docstring)."""
-    probability = np.asarray(probability, dtype=np.float32)
+def _regions_and_markers(probability: np.ndarray, marker_threshold: float, marker_erosion: int, min_grain_area: int,
+                         min_border_probability: float) -> tuple[np.ndarray, np.ndarray]:
     markers = grain_markers(probability, marker_threshold, marker_erosion)
     if markers.max() == 0:  # no grain core at all: the whole image is one grain
-        return np.ones(probability.shape, dtype=np.int32)
-    regions = watershed(probability, markers)
-    if min_grain_area > 0:
-        areas = np.bincount(regions.ravel())
-        small = areas < min_grain_area
-        small[0] = False
-        if small.any() and not small[1:].all():
-            markers[small[markers]] = 0
-            regions = watershed(probability, markers)
-    return merge_weak_borders(regions, probability, min_border_probability)
+        return np.ones(probability.shape, dtype=np.int32), markers
+    regions = merge_regions(watershed(probability, markers), probability, min_grain_area, min_border_probability)
+    return regions, markers
+
+
+def watershed_regions(probability: np.ndarray, marker_threshold: float = 0.3, marker_erosion: int = 2,
+                      min_grain_area: int = 30, min_border_probability: float = 0.3) -> np.ndarray:
+    """int32 (H, W) region ids 1..k covering every pixel (steps 1-3 of the module docstring)."""
+    probability = np.asarray(probability, dtype=np.float32)
+    return _regions_and_markers(probability, marker_threshold, marker_erosion, min_grain_area, min_border_probability)[0]
 
 
 def closed_boundaries(probability: np.ndarray, marker_threshold: float = 0.3, marker_erosion: int = 2,
                       min_grain_area: int = 30, min_border_probability: float = 0.3) -> np.ndarray:
     """Closed 1-pixel boundary map (bool, H x W) of a boundary probability map (H x W in [0, 1])."""
     probability = np.asarray(probability, dtype=np.float32)
-    regions = watershed_regions(probability, marker_threshold, marker_erosion, min_grain_area, min_border_probability)
-    seeds = np.where(grain_markers(probability, marker_threshold, marker_erosion) > 0, regions, 0)
+    regions, markers = _regions_and_markers(probability, marker_threshold, marker_erosion, min_grain_area,
+                                            min_border_probability)
+    seeds = np.where(markers > 0, regions, 0)
     return watershed(probability, seeds, watershed_line=True) == 0
 
 
