@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import grainforge  # noqa: F401  (first: sets OMP_WAIT_POLICY=PASSIVE before torch loads OpenMP)
+
 import dataclasses
 
 import numpy as np
