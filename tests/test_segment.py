@@ -147,6 +147,7 @@ def test_small_regions_merge_into_a_neighbour():
 def test_postprocess_without_any_grain_core_is_one_grain():
     regions = watershed_regions(np.ones((10, 10), dtype=np.float32))
     assert np.unique(regions).tolist() == [1]
+    assert not closed_boundaries(np.ones((10, 10), dtype=np.float32)).any()
 
 
 def test_loss_is_small_for_a_confident_correct_prediction_and_weights_boundaries():

@@ -90,6 +90,8 @@ def closed_boundaries(probability: np.ndarray, marker_threshold: float = 0.3, ma
     probability = np.asarray(probability, dtype=np.float32)
     regions, markers = _regions_and_markers(probability, marker_threshold, marker_erosion, min_grain_area,
                                             min_border_probability)
+    if markers.max() == 0:
+        return np.zeros(probability.shape, dtype=bool)
     seeds = np.where(markers > 0, regions, 0)
     return watershed(probability, seeds, watershed_line=True) == 0
 
