@@ -156,8 +156,9 @@ def report_markdown(config: ExperimentConfig, rows: Sequence[dict], timings: dic
                   *table4_lines(stats, "beyond", ("real", "real+microscope", "real+synthetic+microscope"), with_paper=False)]
         if config.real.source == "builtin-demo":
             lines += ["On the built-in demo data this baseline is optimistic by construction: the \"real\" images are "
-                      "themselves rendered by the same virtual microscope, so its renders match the test images' look "
-                      "far better than they would match real micrographs.", ""]
+                      "themselves rendered by the same virtual microscope (with its default parameters), so its "
+                      "renders are far closer to the test images than they could be to real micrographs; a gain "
+                      "here says nothing about real data.", ""]
     if "supplement" in config.tables:
         s = stats.get(("supplement", "synthetic-split", 0.0))
         ratio = f"{config.supplement_ratio:g} : 1"
@@ -191,6 +192,10 @@ def plot_fraction_curves(stats: dict, path: Path) -> bool:
             std = np.array([by_f[f][metric][1] for f in fs])
             ax.plot(np.array(fs) * 100, mean, "o-", color=f"C{k}", label=SETTING_NAMES[setting])
             ax.fill_between(np.array(fs) * 100, mean - std, mean + std, color=f"C{k}", alpha=0.2)
+        paper_fs = [f for f in sorted(PAPER_TABLE4) if PAPER_TABLE4[f][1] is not None]
+        for which, style, label in ((0, ":", "paper real"), (1, "--", "paper real + synthetic")):
+            ax.plot(np.array(paper_fs) * 100, [PAPER_TABLE4[f][which][metric == "ari"] for f in paper_fs],
+                    style, color="grey", label=label)
         ax.set(xlabel="real training data (%)", ylabel=name, title=f"{name} vs real fraction")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
