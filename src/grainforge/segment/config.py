@@ -32,7 +32,7 @@ class SegmentConfig:
     real_share: float = 0.5  # share of each batch drawn from --real when --extra sources are given
     augment: bool = True
     # validation (held-out real images, scored with MAP/ARI after post-processing)
-    val_every: int = 1000
+    val_every: int = 2000
     val_fraction: float = 0.2  # held out of --real when no --val is given and it has >= val_min_images
     val_min_images: int = 5
     val_max_images: int = 16
