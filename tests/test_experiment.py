@@ -16,7 +16,7 @@ from grainforge.experiment import (RESULT_COLUMNS, RowSpec, load_experiment_conf
                                    run_rows, shipped_configs)
 from grainforge.experiment import artefacts
 from grainforge.experiment.artefacts import PLAIN_BACKGROUND, PLAIN_LINE, RunLayout, prepare_plain
-from grainforge.experiment.report import PAPER_TABLE3, aggregate, render_report, table1_lines
+from grainforge.experiment.report import aggregate, render_report, table1_lines
 
 
 def _fake_metrics(spec: RowSpec) -> dict:
