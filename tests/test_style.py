@@ -12,10 +12,11 @@ import torch
 import yaml
 
 from conftest import assert_user_error, run_cli
+from grainforge.config import load_config
 from grainforge.data.io import read_csv, read_image, write_png
 from grainforge.errors import UserError
 from grainforge.grains import boundary_from_ids
-from grainforge.style import STYLE_PRESETS, StyleConfig, apply_style, paint, train_style
+from grainforge.style import STYLE_PRESETS, StyleConfig, apply_style, load_generator, paint, train_style
 from grainforge.style.apply import blend_window, tile_starts
 from grainforge.style.networks import PatchDiscriminator, UnetGenerator, init_weights, unet_depth
 from grainforge.style.train import Pix2Pix, load_torch, to_signed
@@ -199,8 +200,8 @@ def test_bad_resumes_are_refused(pairs_dir, tiny_model, tmp_path):
                     progress=False)
     with pytest.raises(UserError, match="already at iteration 4"):
         train_style(pairs_dir, TINY, tiny_model, iters=3, device="cpu", resume=True, progress=False)
-    assert_user_error(run_cli("style", "train", "--pairs", pairs_dir, "--out", tmp_path / "new", "--resume"),
-                      "nothing to resume")
+    with pytest.raises(UserError, match="nothing to resume"):
+        train_style(pairs_dir, TINY, tmp_path / "new", device="cpu", resume=True, progress=False)
 
 
 def test_apply_any_size_writes_pairs(tiny_model, tmp_path):
@@ -233,16 +234,21 @@ def test_cli_train_and_apply(pairs_dir, tmp_path):
     assert sorted(p.name for p in (tmp_path / "syn" / "labels").iterdir()) == ["p0.png", "p1.png", "p2.png"]
 
 
-def test_cli_user_errors(pairs_dir, tmp_path):
+def test_user_errors(pairs_dir, tiny_model, tmp_path):
     labels = pairs_dir / "labels"
     assert_user_error(run_cli("style", "apply", tmp_path / "nothing", labels, "--out", tmp_path / "o"), "generator.pt")
     corrupt = tmp_path / "corrupt"
     corrupt.mkdir()
     (corrupt / "generator.pt").write_bytes(b"not a torch file")
     assert_user_error(run_cli("style", "apply", corrupt, labels, "--out", tmp_path / "o"), "corrupt")
-    assert_user_error(run_cli("style", "train", "--pairs", pairs_dir, "--config", "huge", "--out", tmp_path / "m"),
-                      "huge")
-    assert_user_error(run_cli("style", "train", "--pairs", pairs_dir, "--iters", "0", "--out", tmp_path / "m"),
-                      "--iters")
-    # the cpu-small crop (128 px) does not fit the 70 x 76 pairs
-    assert_user_error(run_cli("style", "train", "--pairs", pairs_dir, "--out", tmp_path / "m"), "crop")
+    truncated = tmp_path / "truncated" / "generator.pt"
+    truncated.parent.mkdir()
+    truncated.write_bytes((tiny_model / "generator.pt").read_bytes()[:2000])
+    with pytest.raises(UserError, match="corrupt"):
+        load_generator(truncated.parent, torch.device("cpu"))
+    with pytest.raises(UserError, match="huge"):
+        load_config(StyleConfig, "huge", STYLE_PRESETS)
+    with pytest.raises(UserError, match="--iters"):
+        train_style(pairs_dir, TINY, tmp_path / "m", iters=0, device="cpu", progress=False)
+    with pytest.raises(UserError, match="crop"):  # the cpu-small crop (128 px) does not fit the 70 x 76 pairs
+        train_style(pairs_dir, STYLE_PRESETS["cpu-small"], tmp_path / "m", device="cpu", progress=False)
