@@ -179,6 +179,8 @@ def test_resume_is_bit_identical(pairs_dir, tmp_path):
     for key, value in model.generator.state_dict().items():
         assert torch.equal(value, checkpoint["generator"][key]), key
     assert model.opt_g.state_dict()["state"][0]["step"] == 2
+    assert torch.equal(torch.get_rng_state(), checkpoint["rng"]["torch"])
+    np.testing.assert_array_equal(np.random.get_state()[1], checkpoint["rng"]["numpy"][1].numpy())
     resumed = train_style(pairs_dir, TINY, tmp_path / "resumed", seed=2, device="cpu", resume=True, progress=False)
     a = load_torch(straight / "checkpoint.pt", "checkpoint")
     b = load_torch(resumed / "checkpoint.pt", "checkpoint")

@@ -28,10 +28,9 @@ from grainforge.style.train import GENERATOR_FILE, load_torch, stored_config, to
 
 
 def load_generator(model_dir: str | os.PathLike, device: torch.device) -> tuple[UnetGenerator, StyleConfig]:
-    """The generator and config saved by ``train_style`` in ``model_dir``; UserError if missing or corrupt."""
-    path = Path(model_dir) / GENERATOR_FILE
-    if Path(model_dir).is_file():
-        path = Path(model_dir)
+    """The generator (eval mode) and config saved by ``train_style`` in ``model_dir`` (or that generator.pt
+    file itself); UserError naming the file if it is missing or corrupt."""
+    path = Path(model_dir) if Path(model_dir).is_file() else Path(model_dir) / GENERATOR_FILE
     data = load_torch(path, "pix2pix generator")
     config = stored_config(data, str(path))
     generator = UnetGenerator(config.depth, config.ngf, config.dropout)

@@ -47,6 +47,12 @@ def to_unit(x: torch.Tensor) -> torch.Tensor:
     return ((x + 1.0) * 0.5).clamp(0.0, 1.0)
 
 
+def _numpy_rng_state() -> list:
+    """numpy's global RNG state with the key array as a tensor, so ``torch.load(weights_only=True)`` reads it."""
+    name, keys, *rest = np.random.get_state()
+    return [name, torch.from_numpy(keys.astype(np.int64)), *rest]
+
+
 class Pix2Pix:
     """Generator, discriminator and their Adam optimisers, with one training step and state (de)serialisation."""
 
@@ -99,7 +105,7 @@ class Pix2Pix:
             "rng": {
                 "torch": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-                "numpy": np.random.get_state(),
+                "numpy": _numpy_rng_state(),
                 "python": random.getstate(),
             },
         }
@@ -114,7 +120,8 @@ class Pix2Pix:
         torch.set_rng_state(rng["torch"])
         if rng["cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(rng["cuda"])
-        np.random.set_state(rng["numpy"])
+        name, keys, *rest = rng["numpy"]
+        np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
         random.setstate(rng["python"])
         return int(state["iteration"])
 
@@ -131,7 +138,7 @@ def load_torch(path: str | os.PathLike, what: str) -> dict:
     if not path.is_file():
         raise UserError(f"{path}: no {what} here; train one with `grainforge style train --out {path.parent}`")
     try:
-        data = torch.load(path, map_location="cpu", weights_only=False)
+        data = torch.load(path, map_location="cpu", weights_only=True)  # tensors and plain types only: no code
     except Exception as err:  # truncated zip, pickle error, not a torch file at all
         raise UserError(f"{path}: corrupt {what} ({type(err).__name__}); retrain or restore the file") from err
     if not isinstance(data, dict) or "config" not in data:
