@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+import grainforge  # noqa: F401  (first: sets OMP_WAIT_POLICY before torch/numba start their thread pools)
+
 
 def run_cli(*args: str | Path, cwd: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
     """Run ``grainforge ARGS...`` in a fresh interpreter; returns the completed process (text output)."""
