@@ -19,7 +19,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/grainforge experiment demo --out $(DEMO_OUT)
+	$(VENV)/bin/grainforge experiment demo --out $(DEMO_OUT) --jobs 2
+	@echo "report: $(DEMO_OUT)/report.md"
 
 test: $(STAMP)
 	$(PY) -m pytest -q
