@@ -16,7 +16,7 @@ from grainforge.experiment import (RESULT_COLUMNS, RowSpec, load_experiment_conf
                                    run_rows, shipped_configs)
 from grainforge.experiment import artefacts
 from grainforge.experiment.artefacts import PLAIN_BACKGROUND, PLAIN_LINE, RunLayout, prepare_plain
-from grainforge.experiment.report import aggregate, render_report, table1_lines
+from grainforge.experiment.report import aggregate, claim_lines, render_report, table1_lines
 
 
 def _fake_metrics(spec: RowSpec) -> dict:
@@ -202,12 +202,24 @@ def test_report_renders_tables_from_a_fake_results_csv(tmp_path: Path):
             "0.5792 / 0.8696 |") in report
     assert "MAP: best real + synthetic at ≤ 35 % real is 0.6000 (at 25 %) vs real 100 % 0.5000: difference +0.1000" in report
     assert "the claim **holds** for MAP (1 of 1 fractions ≤ 35 % reach real 100 %)" in report
+    assert "Inconclusive" not in report
     assert "| synthetic 2.8 : 1 | 0.9000 ± 0.1000 | 0.9000 ± 0.0000 | 0.9591 / 0.9986 |" in report
     assert "optimistic by construction" in report
     assert (tmp_path / "figures" / "metrics_vs_fraction.png").is_file()
     assert "figures/metrics_vs_fraction.png" in report
     stats = aggregate(read_csv(tmp_path / "results.csv"))
     assert stats[("table4", "real+synthetic", 0.25)]["map"] == pytest.approx((0.6, 0.1, 2))
+
+
+def test_claim_is_inconclusive_when_no_model_learned_and_spread_is_named():
+    def stat(value, std=0.0):
+        return {"map": (value, std, 2), "ari": (value, std, 2)}
+
+    weak = claim_lines({("table4", "real", 1.0): stat(0.006), ("table4", "real+synthetic", 0.25): stat(0.009)})
+    assert any("**Inconclusive**: the real-100 % model reaches only MAP 0.0060" in line for line in weak)
+    noisy = claim_lines({("table4", "real", 1.0): stat(0.50, 0.05), ("table4", "real+synthetic", 0.25): stat(0.47, 0.02)})
+    assert any("does not hold** for MAP" in line and "within the spread over seeds (± 0.0500)" in line for line in noisy)
+    assert not any("Inconclusive" in line for line in noisy)
 
 
 def test_cli_report_only_renders_and_summarises(tmp_path: Path):
