@@ -25,6 +25,7 @@ from scipy import ndimage
 from scipy.special import expit
 from scipy.spatial import cKDTree
 
+from grainforge.data.io import to_uint8
 from grainforge.grains import boundary_from_ids, label_grains
 
 DEFAULT_MEAN_AREA_PX = 1600.0
@@ -307,11 +308,6 @@ def render(ids_or_boundary: np.ndarray, params: MicroscopeParams | None = None, 
     return np.clip(image, 0.0, 1.0).astype(np.float32)
 
 
-def to_uint8(image: np.ndarray) -> np.ndarray:
-    """A [0, 1] float image as uint8 grey."""
-    return np.round(np.clip(image, 0.0, 1.0) * 255).astype(np.uint8)
-
-
 def contact_sheet(images: list[np.ndarray], labels: list[np.ndarray], columns: int = 2, gap: int = 6) -> np.ndarray:
     """A uint8 sheet: each (image, label) pair side by side, ``columns`` pairs per row, white gaps.
 
@@ -350,7 +346,7 @@ def make_demo_data(
     :func:`random_params` per image instead of one fixed style (``params``, default
     :class:`MicroscopeParams`). ``contact_sheet_path``: also write a sheet of the first 8 pairs.
     """
-    from grainforge.data.io import write_csv, write_png
+    from grainforge.data.io import write_boundary_png, write_csv, write_png
     from grainforge.data.split import train_test_split
     from grainforge.progress import progress_bar
     from grainforge.runinfo import RunRecord
@@ -375,7 +371,7 @@ def make_demo_data(
             boundary = boundary_from_ids(ids)
             split = "test" if stem in test else "train"
             write_png(out / split / "images" / f"{stem}.png", to_uint8(image))
-            write_png(out / split / "labels" / f"{stem}.png", boundary.astype(np.uint8) * 255)
+            write_boundary_png(out / split / "labels" / f"{stem}.png", boundary)
             rows.append({"image": stem, "split": split, "n_grains": int(ids.max()), "boundary_fraction": round(float(boundary.mean()), 5)})
             if len(sheet_pairs) < 8:
                 sheet_pairs.append((image, boundary))
@@ -402,7 +398,7 @@ def render_label_folder(
     """Render every boundary label in ``labels_dir`` (e.g. simulated sections) as a micrograph: the
     no-GAN way to give labels an image. Writes ``out/images/<stem>.png`` and ``out/labels/<stem>.png``
     (the binarised label, 255 = boundary), ``out/run.json``; returns one row per image."""
-    from grainforge.data.io import list_images, write_png
+    from grainforge.data.io import list_images, write_boundary_png, write_png
     from grainforge.data.pairs import read_boundary
     from grainforge.progress import progress_bar
     from grainforge.runinfo import RunRecord
@@ -422,7 +418,7 @@ def render_label_folder(
             style_seed, render_seed = np.random.SeedSequence([seed, i]).generate_state(2)
             style = random_params(np.random.default_rng(style_seed)) if vary_style else params
             write_png(out / "images" / f"{path.stem}.png", to_uint8(render(boundary, style, int(render_seed))))
-            write_png(out / "labels" / f"{path.stem}.png", boundary.astype(np.uint8) * 255)
+            write_boundary_png(out / "labels" / f"{path.stem}.png", boundary)
             rows.append({"image": path.stem, "boundary_fraction": round(float(boundary.mean()), 5)})
             bar.update(task, advance=1)
     record.write()

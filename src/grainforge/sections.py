@@ -24,7 +24,7 @@ import numba
 import numpy as np
 from skimage.measure import label as _cc_label
 
-from grainforge.data.io import ensure_writable_dir, write_csv, write_png, write_tiff
+from grainforge.data.io import ensure_writable_dir, write_boundary_png, write_csv, write_tiff
 from grainforge.data.split import grid_tiles
 from grainforge.errors import UserError
 from grainforge.grains import boundary_from_ids
@@ -187,7 +187,7 @@ def slice_run(run_dir: str | os.PathLike, out: str | os.PathLike, axes: str = AX
 
 def _write_image(out: Path, stem: str, axis: str, index: int, row: int, col: int, ids2d: np.ndarray) -> dict:
     ids, boundary = section_labels(ids2d)
-    write_png(out / "labels" / f"{stem}.png", boundary.astype(np.uint8) * 255)
+    write_boundary_png(out / "labels" / f"{stem}.png", boundary)
     write_tiff(out / "ids" / f"{stem}.tif", ids.astype(np.uint16 if ids.max(initial=0) < 2**16 else np.uint32))
     labels = grain_labels(boundary)
     areas = interior_areas(labels)

@@ -129,6 +129,16 @@ def write_png(path: str | os.PathLike, array: np.ndarray) -> None:
         Image.fromarray(array).save(tmp, format="PNG")
 
 
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """A [0, 1] float image (H, W) as uint8 grey (clipped, rounded)."""
+    return np.round(np.clip(image, 0.0, 1.0) * 255).astype(np.uint8)
+
+
+def write_boundary_png(path: str | os.PathLike, boundary: np.ndarray) -> None:
+    """Write a bool boundary map (H, W) as the project's label PNG: uint8, 255 = boundary, 0 = grain."""
+    write_png(path, np.asarray(boundary).astype(np.uint8) * 255)
+
+
 def write_tiff(path: str | os.PathLike, array: np.ndarray) -> None:
     """Write an array as a zlib-compressed TIFF, atomically."""
     import tifffile

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from grainforge.data.io import atomic_path, list_images, read_image, write_json, write_png
+from grainforge.data.io import atomic_path, list_images, read_image, to_uint8, write_boundary_png, write_json, write_png
 from grainforge.errors import UserError
 from grainforge.experiment.config import BUILTIN_DEMO, ExperimentConfig, style_config
 from grainforge.experiment.runner import format_fraction
@@ -109,10 +109,9 @@ def _finish(folder: Path, **info) -> None:
 
 def _write_pair(folder: Path, name: str, image: np.ndarray, boundary: np.ndarray) -> None:
     """``folder/images/<name>.png`` (uint8 grey of a [0, 1] image) and ``folder/labels/<name>.png`` (255 = boundary)."""
-    from grainforge.microscope import to_uint8
 
     write_png(folder / "images" / f"{name}.png", to_uint8(image))
-    write_png(folder / "labels" / f"{name}.png", boundary.astype(np.uint8) * 255)
+    write_boundary_png(folder / "labels" / f"{name}.png", boundary)
 
 
 def _copy(src: Path, dst: Path) -> None:

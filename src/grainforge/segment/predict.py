@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from grainforge.data.io import to_uint8
 from grainforge.errors import UserError
 
 GRAIN_CSV_COLUMNS = ("grain", "area_px", "equivalent_diameter_px", "perimeter_px", "n_neighbours", "touches_border",
@@ -75,7 +76,7 @@ def summary_row(stem: str, labels: np.ndarray, rows: list[dict], um_per_px: floa
 
 def overlay(image: np.ndarray, boundary: np.ndarray) -> np.ndarray:
     """RGB uint8 (H, W, 3): the grey image with boundary pixels in ``OVERLAY_COLOUR``."""
-    grey = np.round(np.clip(image, 0.0, 1.0) * 255).astype(np.uint8)
+    grey = to_uint8(image)
     rgb = np.repeat(grey[..., None], 3, axis=2)
     rgb[boundary] = OVERLAY_COLOUR
     return rgb
@@ -112,7 +113,7 @@ def predict(model_dir: str | os.PathLike, inputs: Sequence[str | os.PathLike], o
     folder (module docstring); returns the summary rows. ``threshold_only`` writes plain-thresholded
     boundaries (probability > config.threshold) instead of the closed watershed boundaries."""
     from grainforge.config import config_to_dict
-    from grainforge.data.io import ensure_writable_dir, read_grey, write_csv, write_png, write_tiff
+    from grainforge.data.io import ensure_writable_dir, read_grey, write_boundary_png, write_csv, write_png, write_tiff
     from grainforge.progress import progress_bar
     from grainforge.runinfo import RunRecord
     from grainforge.segment.inference import tiled_probability
@@ -138,8 +139,8 @@ def predict(model_dir: str | os.PathLike, inputs: Sequence[str | os.PathLike], o
                 boundary, labels = postprocess(probability, config, threshold_only=threshold_only)
                 rows = grain_rows(boundary, labels, um_per_px)
             stem = path.stem
-            write_png(out / "probabilities" / f"{stem}.png", np.round(probability * 255).astype(np.uint8))
-            write_png(out / "boundaries" / f"{stem}.png", boundary.astype(np.uint8) * 255)
+            write_png(out / "probabilities" / f"{stem}.png", to_uint8(probability))
+            write_boundary_png(out / "boundaries" / f"{stem}.png", boundary)
             write_tiff(out / "labels" / f"{stem}.tif", labels.astype(np.uint16 if labels.max() < 2**16 else np.uint32))
             write_png(out / "overlays" / f"{stem}.png", overlay(image, boundary))
             write_csv(out / "grains" / f"{stem}.csv", rows, GRAIN_CSV_COLUMNS if um_per_px else GRAIN_CSV_COLUMNS[:6])

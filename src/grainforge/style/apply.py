@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from grainforge.data.io import ensure_writable_dir, write_csv, write_png
+from grainforge.data.io import ensure_writable_dir, to_uint8, write_csv, write_png
 from grainforge.errors import UserError
 from grainforge.progress import progress_bar
 from grainforge.runinfo import RunRecord
@@ -134,7 +134,7 @@ def apply_style(model_dir: str | os.PathLike, labels_dir: str | os.PathLike, out
             image = paint(generator, boundary, config, device=torch_device, dropout=dropout,
                           seed=stem_seed(seed, stem))
             image_path = out / "images" / f"{stem}.png"
-            write_png(image_path, np.round(image * 255).astype(np.uint8))
+            write_png(image_path, to_uint8(image))
             write_png(out / "labels" / f"{stem}.png", np.where(boundary, 255, 0).astype(np.uint8))
             written.append(image_path)
             manifest.append({"image": f"images/{stem}.png", "label": f"labels/{stem}.png",

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from grainforge.config import config_from_dict, config_to_dict, save_config
-from grainforge.data.io import atomic_path, ensure_writable_dir, read_csv, write_csv, write_png
+from grainforge.data.io import atomic_path, ensure_writable_dir, read_csv, to_uint8, write_csv, write_png
 from grainforge.errors import UserError
 from grainforge.progress import progress_bar
 from grainforge.runinfo import RunRecord
@@ -174,7 +174,7 @@ def sample_grid(generator: UnetGenerator, config: StyleConfig, samples: list[tup
     gap = np.ones((4, max(row.shape[1] for row in rows)), dtype=np.float32)
     padded = [np.pad(row, ((0, 0), (0, gap.shape[1] - row.shape[1])), constant_values=1.0) for row in rows]
     grid = np.concatenate([r for row in padded for r in (row, gap)][:-1], axis=0)
-    return np.round(np.clip(grid, 0, 1) * 255).astype(np.uint8)
+    return to_uint8(grid)
 
 
 def sample_crops(pairs, crop: int, n: int) -> list[tuple[np.ndarray, np.ndarray]]:
