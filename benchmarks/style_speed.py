@@ -21,7 +21,8 @@ import torch
 
 from grainforge.grains import boundary_from_ids
 from grainforge.style import STYLE_PRESETS, paint
-from grainforge.style.train import Pix2Pix, to_signed
+from grainforge.style.networks import to_signed
+from grainforge.style.train import Pix2Pix
 from grainforge.torchutil import resolve_device
 
 PAPER_IMAGES_PER_S = 10.0  # 0.1 s per 400x400 image (paper, GPU)

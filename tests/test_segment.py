@@ -250,10 +250,10 @@ def test_model_files_round_trip_and_bad_files_are_user_errors(tmp_path):
     with pytest.raises(UserError, match="holds no best.pt"):
         load_model(tmp_path / "empty")
     (tmp_path / "bad.pt").write_bytes(b"garbage, not a torch file")
-    with pytest.raises(UserError, match="bad.pt: corrupt or unreadable model file"):
+    with pytest.raises(UserError, match="bad.pt: corrupt or unreadable U-Net segmentation model"):
         load_model(tmp_path / "bad.pt")
     torch.save({"something": "else"}, tmp_path / "other.pt")
-    with pytest.raises(UserError, match="not a grainforge segmentation model"):
+    with pytest.raises(UserError, match="other.pt: not a grainforge model file"):
         load_model(tmp_path / "other.pt")
 
 

@@ -119,8 +119,8 @@ def test_resume_after_an_interruption_gives_the_uninterrupted_weights(pairs, tmp
         train_segmenter(pairs["real"], tmp_path / "resumed", TINY, seed=5, progress=False)
     monkeypatch.undo()
     train_segmenter(pairs["real"], tmp_path / "resumed", TINY, seed=5, progress=False, resume=True)
-    a = torch.load(straight / "checkpoint.pt", weights_only=False)["state_dict"]
-    b = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=False)["state_dict"]
+    a = torch.load(straight / "checkpoint.pt", weights_only=True)["state_dict"]
+    b = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=True)["state_dict"]
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 

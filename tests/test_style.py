@@ -19,7 +19,9 @@ from grainforge.grains import boundary_from_ids
 from grainforge.style import STYLE_PRESETS, StyleConfig, apply_style, load_generator, paint, train_style
 from grainforge.style.apply import blend_window, tile_starts
 from grainforge.style.networks import PatchDiscriminator, UnetGenerator, init_weights, unet_depth
-from grainforge.style.train import Pix2Pix, load_torch, to_signed
+from grainforge import checkpoint
+from grainforge.style.networks import to_signed
+from grainforge.style.train import Pix2Pix
 
 TINY = StyleConfig(crop=64, ngf=4, ndf=4, batch_size=2, iters=4, decay_fraction=0.0, log_every=1,
                    sample_every=2, checkpoint_every=2, n_samples=2, apply_batch=3)
@@ -171,19 +173,19 @@ def test_resume_is_bit_identical(pairs_dir, tmp_path):
     straight = train_style(pairs_dir, TINY, tmp_path / "straight", seed=2, device="cpu", progress=False)
     half = dataclasses.replace(TINY, iters=2)
     train_style(pairs_dir, half, tmp_path / "resumed", seed=2, device="cpu", progress=False)
-    checkpoint = load_torch(tmp_path / "resumed" / "checkpoint.pt", "checkpoint")
-    assert checkpoint["iteration"] == 2
+    state = checkpoint.load(tmp_path / "resumed" / "checkpoint.pt", "pix2pix-checkpoint")
+    assert state["iteration"] == 2
     # the checkpoint reloads bit-identically into a fresh model
     model = Pix2Pix(half, torch.device("cpu"))
-    assert model.load_state(checkpoint) == 2
+    assert model.load_state(state) == 2
     for key, value in model.generator.state_dict().items():
-        assert torch.equal(value, checkpoint["generator"][key]), key
+        assert torch.equal(value, state["generator"][key]), key
     assert model.opt_g.state_dict()["state"][0]["step"] == 2
-    assert torch.equal(torch.get_rng_state(), checkpoint["rng"]["torch"])
-    np.testing.assert_array_equal(np.random.get_state()[1], checkpoint["rng"]["numpy"][1].numpy())
+    assert torch.equal(torch.get_rng_state(), state["rng"]["torch"])
+    np.testing.assert_array_equal(np.random.get_state()[1], state["rng"]["numpy"][1].numpy())
     resumed = train_style(pairs_dir, TINY, tmp_path / "resumed", seed=2, device="cpu", resume=True, progress=False)
-    a = load_torch(straight / "checkpoint.pt", "checkpoint")
-    b = load_torch(resumed / "checkpoint.pt", "checkpoint")
+    a = checkpoint.load(straight / "checkpoint.pt", "pix2pix-checkpoint")
+    b = checkpoint.load(resumed / "checkpoint.pt", "pix2pix-checkpoint")
     assert a["iteration"] == b["iteration"] == 4
     for part in ("generator", "discriminator"):
         for key in a[part]:

@@ -1,4 +1,4 @@
-"""The classic U-Net (Ronneberger et al. 2015) in plain torch, and the model file format.
+"""The classic U-Net (Ronneberger et al. 2015) in plain torch, and its model files.
 
 Input (B, 1, H, W) grey images in [0, 1], H and W multiples of ``2**depth``; output (B, 2, H, W)
 logits of the classes grain (0) and boundary (1). Convolutions are 'same'-padded, so the output has
@@ -14,10 +14,6 @@ import torch
 from torch import nn
 
 from grainforge.errors import UserError
-
-MODEL_FORMAT = "grainforge-segment-unet"
-MODEL_VERSION = 1
-
 
 def _double_conv(c_in: int, c_out: int) -> nn.Sequential:
     return nn.Sequential(
@@ -70,30 +66,21 @@ def build_network(config) -> UNet:
 
 
 def save_model(path: str | os.PathLike, network: UNet, config, **extra) -> None:
-    """Write a model file (atomic): format tag, config dict, weights and ``extra`` (iteration, scores, states)."""
+    """Write a model file (atomic): config dict, weights and ``extra`` (iteration, scores; with an
+    ``optimizer`` state it is a training checkpoint). Format: :mod:`grainforge.checkpoint`."""
+    from grainforge import checkpoint
     from grainforge.config import config_to_dict
-    from grainforge.data.io import atomic_path
 
-    payload = {"format": MODEL_FORMAT, "version": MODEL_VERSION, "config": config_to_dict(config),
-               "state_dict": network.state_dict(), **extra}
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    kind = "segment-checkpoint" if "optimizer" in extra else "segment-unet"
+    checkpoint.save(path, kind, config_to_dict(config), state_dict=network.state_dict(), **extra)
 
 
 def read_model_file(path: str | os.PathLike) -> dict:
-    """Load and check a model/checkpoint file; UserError naming the file if missing or corrupt."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: model file not found; train one with 'grainforge segment train'")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:  # any unpickling failure is the file's fault
-        raise UserError(f"{path}: corrupt or unreadable model file ({type(err).__name__}); retrain or restore it") from err
-    if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
-        raise UserError(f"{path}: not a grainforge segmentation model; pass a folder made by 'grainforge segment train'")
-    if payload.get("version") != MODEL_VERSION:
-        raise UserError(f"{path}: model format version {payload.get('version')} is not {MODEL_VERSION}; retrain it")
-    return payload
+    """Load and check a model or checkpoint file without running code from it (``weights_only``);
+    UserError naming the file if it is missing, corrupt, foreign or holds pickled objects."""
+    from grainforge import checkpoint
+
+    return checkpoint.load(path, "segment-unet", "segment-checkpoint")
 
 
 def model_file(model: str | os.PathLike) -> Path:
@@ -111,12 +98,13 @@ def model_file(model: str | os.PathLike) -> Path:
 
 def load_model(model: str | os.PathLike, device: torch.device | str = "cpu"):
     """(network in eval mode on ``device``, SegmentConfig, payload) from a model folder or .pt file."""
+    from grainforge.config import config_from_dict
     from grainforge.segment.config import SegmentConfig
 
     path = model_file(model)
     payload = read_model_file(path)
     try:
-        config = SegmentConfig(**payload["config"])
+        config = config_from_dict(SegmentConfig, payload["config"], str(path))
         network = build_network(config)
         network.load_state_dict(payload["state_dict"])
     except (TypeError, RuntimeError, KeyError) as err:

@@ -5,8 +5,18 @@ paints it onto any boundary labels (e.g. Potts sections), giving synthetic image
 those labels exactly.
 """
 
-from grainforge.style.apply import apply_style, load_generator, paint
-from grainforge.style.config import STYLE_PRESETS, StyleConfig
-from grainforge.style.train import train_style
+import importlib
+
+_HOMES = {"apply_style": "apply", "load_generator": "apply", "paint": "apply", "STYLE_PRESETS": "config",
+          "StyleConfig": "config", "train_style": "train"}
+
+
+def __getattr__(name: str):
+    """Import the submodule that holds ``name`` on first use (``import grainforge.style.apply`` stays
+    free of the training code)."""
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)
+
 
 __all__ = ["STYLE_PRESETS", "StyleConfig", "apply_style", "load_generator", "paint", "train_style"]

@@ -23,16 +23,19 @@ from grainforge.errors import UserError
 from grainforge.progress import progress_bar
 from grainforge.runinfo import RunRecord
 from grainforge.style.config import StyleConfig
-from grainforge.style.networks import UnetGenerator, set_dropout
-from grainforge.style.train import GENERATOR_FILE, load_torch, stored_config, to_signed, to_unit
+from grainforge import checkpoint
+from grainforge.config import config_from_dict
+from grainforge.style.networks import UnetGenerator, set_dropout, to_signed, to_unit
+
+GENERATOR_FILE = "generator.pt"  # in a model folder written by train_style
 
 
 def load_generator(model_dir: str | os.PathLike, device: torch.device) -> tuple[UnetGenerator, StyleConfig]:
     """The generator (eval mode) and config saved by ``train_style`` in ``model_dir`` (or that generator.pt
     file itself); UserError naming the file if it is missing or corrupt."""
     path = Path(model_dir) if Path(model_dir).is_file() else Path(model_dir) / GENERATOR_FILE
-    data = load_torch(path, "pix2pix generator")
-    config = stored_config(data, str(path))
+    data = checkpoint.load(path, "pix2pix-generator")
+    config = config_from_dict(StyleConfig, data["config"], str(path))
     generator = UnetGenerator(config.depth, config.ngf, config.dropout)
     try:
         generator.load_state_dict(data["state"])

@@ -16,6 +16,16 @@ from torch import nn
 MIN_DEPTH = 5  # the reference U-Net's fixed outer blocks: ngf, 2ngf, 4ngf, 8ngf, innermost
 
 
+def to_signed(x: torch.Tensor) -> torch.Tensor:
+    """[0, 1] -> [-1, 1] (the range the networks take and the generator's tanh gives)."""
+    return x * 2.0 - 1.0
+
+
+def to_unit(x: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] -> [0, 1], clamped."""
+    return ((x + 1.0) * 0.5).clamp(0.0, 1.0)
+
+
 def unet_depth(crop: int) -> int:
     """Number of 2x down-samplings for a square crop of ``crop`` px: log2(crop) (8 for 256 px).
 

@@ -24,27 +24,18 @@ import numpy as np
 import torch
 from torch import nn
 
+from grainforge import checkpoint
 from grainforge.config import config_from_dict, config_to_dict, save_config
-from grainforge.data.io import atomic_path, ensure_writable_dir, read_csv, to_uint8, write_csv, write_png
+from grainforge.data.io import ensure_writable_dir, read_csv, to_uint8, write_csv, write_png
 from grainforge.errors import UserError
 from grainforge.progress import progress_bar
 from grainforge.runinfo import RunRecord
+from grainforge.style.apply import GENERATOR_FILE, paint
 from grainforge.style.config import StyleConfig
-from grainforge.style.networks import PatchDiscriminator, UnetGenerator, init_weights
+from grainforge.style.networks import PatchDiscriminator, UnetGenerator, init_weights, to_signed
 
 LOSS_COLUMNS = ("iter", "lr", "loss_D", "loss_G_GAN", "loss_G_L1", "wall_time_s")
-GENERATOR_FILE = "generator.pt"
 CHECKPOINT_FILE = "checkpoint.pt"
-
-
-def to_signed(x: torch.Tensor) -> torch.Tensor:
-    """[0, 1] -> [-1, 1] (the range of the generator's tanh)."""
-    return x * 2.0 - 1.0
-
-
-def to_unit(x: torch.Tensor) -> torch.Tensor:
-    """[-1, 1] -> [0, 1]."""
-    return ((x + 1.0) * 0.5).clamp(0.0, 1.0)
 
 
 def _numpy_rng_state() -> list:
@@ -126,28 +117,8 @@ class Pix2Pix:
         return int(state["iteration"])
 
 
-def save_torch(obj: object, path: str | os.PathLike) -> None:
-    """torch.save, atomically."""
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
-
-
-def load_torch(path: str | os.PathLike, what: str) -> dict:
-    """torch.load a dict written by this module; UserError naming the file if missing or corrupt."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: no {what} here; train one with `grainforge style train --out {path.parent}`")
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)  # tensors and plain types only: no code
-    except Exception as err:  # truncated zip, pickle error, not a torch file at all
-        raise UserError(f"{path}: corrupt {what} ({type(err).__name__}); retrain or restore the file") from err
-    if not isinstance(data, dict) or "config" not in data:
-        raise UserError(f"{path}: not a grainforge {what}; retrain with `grainforge style train`")
-    return data
-
-
 def stored_config(data: dict, where: str) -> StyleConfig:
-    """The StyleConfig stored in a checkpoint or generator file (UserError if its keys do not fit)."""
+    """The StyleConfig stored in a checkpoint or generator file, validated (UserError if it does not fit)."""
     return config_from_dict(StyleConfig, data["config"], where)
 
 
@@ -162,8 +133,6 @@ def _batch(dataset, iteration: int, batch_size: int, device: torch.device) -> tu
 def sample_grid(generator: UnetGenerator, config: StyleConfig, samples: list[tuple[np.ndarray, np.ndarray]],
                 device: torch.device, seed: int) -> np.ndarray:
     """uint8 grid, one row per (boundary, image) sample: label | real | generated, 4 px white gutters."""
-    from grainforge.style.apply import paint
-
     rows = []
     for index, (boundary, image) in enumerate(samples):
         generated = paint(generator, boundary, config, device=device, dropout=config.inference_dropout,
@@ -230,7 +199,7 @@ def train_style(pairs_dir: str | os.PathLike | None, config: StyleConfig, out: s
 
     start, loss_rows = 0, []
     if resume:
-        state = load_torch(checkpoint_path, "checkpoint")
+        state = checkpoint.load(checkpoint_path, "pix2pix-checkpoint")
         stored = stored_config(state, str(checkpoint_path))
         if dataclasses.replace(stored, iters=config.iters) != config:
             raise UserError(f"{checkpoint_path}: saved with a different config; resume with the same --config "
@@ -246,7 +215,8 @@ def train_style(pairs_dir: str | os.PathLike | None, config: StyleConfig, out: s
     wall0 = time.perf_counter() - (float(loss_rows[-1]["wall_time_s"]) if loss_rows else 0.0)
 
     def save_checkpoint(iteration: int) -> None:
-        save_torch(model.state(iteration), checkpoint_path)
+        state = model.state(iteration)
+        checkpoint.save(checkpoint_path, "pix2pix-checkpoint", state.pop("config"), **state)
         write_csv(out / "losses.csv", loss_rows, LOSS_COLUMNS)
 
     def save_samples(iteration: int) -> None:
@@ -283,7 +253,8 @@ def train_style(pairs_dir: str | os.PathLike | None, config: StyleConfig, out: s
     with record.phase("save"):
         save_checkpoint(config.iters)
         save_samples(config.iters)
-        save_torch({"config": config_to_dict(config), "state": model.generator.state_dict()}, out / GENERATOR_FILE)
+        checkpoint.save(out / GENERATOR_FILE, "pix2pix-generator", config_to_dict(config),
+                        state=model.generator.state_dict())
     record.write(iterations=config.iters, resumed_from=start, device=str(torch_device),
                  n_pairs=len(pairs), final_losses=losses)
     return out
