@@ -202,3 +202,29 @@ def test_cli_bad_training_inputs_are_one_line_errors(pairs, tmp_path):
                       "bad.yaml", "widht")
     with pytest.raises(UserError, match="no training data"):
         train_segmenter(None, tmp_path / "m", TINY, progress=False)
+
+
+def test_pretrain_then_fine_tune_switches_to_real_only_batches(pairs, tmp_path, monkeypatch):
+    """real_share 0 + extra_until 0.5: iterations 1-2 see only synthetic patches, 3-4 only real ones."""
+    seen = _spy_training_batches(monkeypatch)
+    config = dataclasses.replace(TINY, real_share=0.0, extra_until=0.5)
+    train_segmenter(pairs["real_flat"], tmp_path / "m", config, extras=[pairs["syn_a"]], seed=1, progress=False)
+    greys = [sorted({round(float(v), 2) for v in batch.mean(dim=(1, 2, 3))}) for batch in seen]
+    assert greys == [[0.6], [0.6], [0.2], [0.2]]
+
+
+def test_fine_tune_phase_resumes_with_the_uninterrupted_batches(pairs, tmp_path, monkeypatch):
+    from grainforge.segment.train import _training_batches
+    from grainforge.data.pairs import load_pairs
+    from grainforge.data.torchdata import PairCropDataset
+
+    real, extra = load_pairs(pairs["real"]), load_pairs(pairs["syn_a"])
+    config = dataclasses.replace(TINY, iters=6, extra_until=0.5)
+    counts = {"real": 4, "syn_a": 4}
+    datasets = {"real": PairCropDataset(real, 32, 24), "syn_a": PairCropDataset(extra, 32, 24, seed=5)}
+    straight = [b[0] for b in _training_batches(datasets, counts, real, config, seed=3, start=0)]
+    resumed = [b[0] for b in _training_batches(datasets, counts, real, config, seed=3, start=4)]
+    assert len(straight) == 6 and len(resumed) == 2
+    assert all(torch.equal(a, b) for a, b in zip(straight[4:], resumed))
+    with pytest.raises(UserError, match="extra_until must be in"):
+        dataclasses.replace(TINY, extra_until=0.0).validate()

@@ -256,3 +256,30 @@ def test_user_errors(pairs_dir, tiny_model, tmp_path):
         train_style(pairs_dir, TINY, tmp_path / "m", iters=0, device="cpu", progress=False)
     with pytest.raises(UserError, match="crop"):  # the cpu-small crop (128 px) does not fit the 70 x 76 pairs
         train_style(pairs_dir, STYLE_PRESETS["cpu-small"], tmp_path / "m", device="cpu", progress=False)
+
+
+def test_labels_of_another_width_are_redrawn_or_warned_about(capsys):
+    from grainforge.labelwidth import draw_at_width, line_width
+    from grainforge.style.apply import match_label_width
+
+    thin = boundary_from_ids(grain_ids((96, 96), 10, 3))
+    labels = [("a", thin)]
+    redrawn, record = match_label_width(labels, 3.1, adapt=True, where="sections")
+    assert record["redrawn"] and line_width(redrawn[0][1]) == pytest.approx(3.1, abs=0.6)
+    assert "the model was trained on 3.1 px labels: painting (and writing) them redrawn at 3.1 px" in capsys.readouterr().err
+    kept, record = match_label_width(labels, 3.1, adapt=False, where="sections")
+    assert kept[0][1] is thin and not record["redrawn"]
+    assert "warning" in capsys.readouterr().err
+    same, record = match_label_width([("b", draw_at_width(thin, 3.0))], 3.1, adapt=True, where="sections")
+    assert not record["redrawn"] and capsys.readouterr().err == ""
+
+
+def test_the_model_records_its_label_width_and_apply_redraws_to_it(tiny_model, tmp_path):
+    from grainforge.labelwidth import draw_at_width, line_width
+
+    assert checkpoint.load(tiny_model / "generator.pt", "pix2pix-generator")["label_width_px"] == pytest.approx(1.2, abs=0.1)
+    thick = draw_at_width(boundary_from_ids(grain_ids((80, 80), 8, 9)), 4.0)
+    write_png(tmp_path / "labels" / "thick.png", thick.astype(np.uint8) * 255)
+    apply_style(tiny_model, tmp_path / "labels", tmp_path / "out", device="cpu", progress=False)
+    written = read_image(tmp_path / "out" / "labels" / "thick.png") > 127
+    assert line_width(written) < 1.6  # painted and written at the model's ~1.2 px

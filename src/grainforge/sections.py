@@ -29,6 +29,7 @@ from grainforge.data.split import grid_tiles
 from grainforge.errors import UserError
 from grainforge.grains import boundary_from_ids
 from grainforge.grainstats import grain_areas, grain_labels, interior_areas
+from grainforge.labelwidth import draw_at_width
 from grainforge.potts import load_volume
 from grainforge.progress import progress_bar
 from grainforge.runinfo import RunRecord
@@ -146,19 +147,23 @@ def zoom_for_mean_area(sections: list[np.ndarray], target_area_px: float) -> flo
 
 def slice_run(run_dir: str | os.PathLike, out: str | os.PathLike, axes: str = AXES, stride: int = 1,
               zoom: float | None = None, match_mean_area: float | None = None, crop: int | None = None,
-              progress: bool = True) -> list[dict]:
+              boundary_width: float | None = None, progress: bool = True) -> list[dict]:
     """Cut a run's volume into sections and write labels/, ids/, manifest.csv and run.json to ``out``.
 
     ``zoom`` or ``match_mean_area`` (pixels; matched on the whole sections, before cropping)
     rescale the sections; ``crop`` (pixels) cuts each into non-overlapping tiles, row-major, partial
-    tiles dropped. Returns the manifest rows (see MANIFEST_COLUMNS).
+    tiles dropped. ``boundary_width`` (px, >= 1) draws the label lines that wide
+    (:func:`grainforge.labelwidth.draw_at_width`), to match hand-traced real labels; None keeps the
+    1-px boundaries. Returns the manifest rows (see MANIFEST_COLUMNS).
     """
     _check_options(axes, stride, zoom, match_mean_area, crop)
+    if boundary_width is not None and not boundary_width >= 1.0:
+        raise UserError(f"boundary_width {boundary_width}: must be a line width of at least 1 px")
     volume = load_volume(run_dir)
     out = ensure_writable_dir(out)
     record = RunRecord(out, command="slice", seed=None, config={
         "run_dir": str(run_dir), "axes": axes, "stride": stride, "zoom": zoom,
-        "match_mean_area": match_mean_area, "crop": crop})
+        "match_mean_area": match_mean_area, "crop": crop, "boundary_width": boundary_width})
     sections = list(iter_sections(volume, axes, stride))
     if match_mean_area is not None:
         with record.phase("match_mean_area"):
@@ -178,15 +183,18 @@ def slice_run(run_dir: str | os.PathLike, out: str | os.PathLike, axes: str = AX
             for number, tile in enumerate(tiles):
                 row, col = divmod(number, ids2d.shape[1] // crop) if crop else (0, 0)
                 stem = name if crop is None else f"{name}_r{row:02d}_c{col:02d}"
-                rows.append(_write_image(out, stem, name[0], int(name[1:]), row, col, tile))
+                rows.append(_write_image(out, stem, name[0], int(name[1:]), row, col, tile, boundary_width))
             bar.update(task, advance=1)
     write_csv(out / "manifest.csv", rows, MANIFEST_COLUMNS)
     record.write(zoom_used=zoom, n_images=len(rows), volume_shape=list(volume.shape))
     return rows
 
 
-def _write_image(out: Path, stem: str, axis: str, index: int, row: int, col: int, ids2d: np.ndarray) -> dict:
+def _write_image(out: Path, stem: str, axis: str, index: int, row: int, col: int, ids2d: np.ndarray,
+                 boundary_width: float | None) -> dict:
     ids, boundary = section_labels(ids2d)
+    if boundary_width is not None:
+        boundary = draw_at_width(boundary, boundary_width)
     write_boundary_png(out / "labels" / f"{stem}.png", boundary)
     write_tiff(out / "ids" / f"{stem}.tif", ids.astype(np.uint16 if ids.max(initial=0) < 2**16 else np.uint32))
     labels = grain_labels(boundary)

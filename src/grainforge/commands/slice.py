@@ -17,13 +17,17 @@ def slice_volume(
         None, "--match-mean-area",
         help="Choose the zoom so the mean interior grain area (pixels) equals this, e.g. 'grainforge stats' of real labels."),
     crop: int | None = typer.Option(None, "--crop", help="Cut each section into non-overlapping PX x PX tiles."),
+    boundary_width: float | None = typer.Option(
+        None, "--boundary-width",
+        help="Draw label lines this wide (px), e.g. the width 'grainforge stats' measures on your hand-traced labels."),
 ) -> None:
     """Cut a 3D grain volume into 2D sections and write their 1-pixel boundary labels."""
     from rich.console import Console
 
     from grainforge.sections import slice_run
 
-    rows = slice_run(run_dir, out, axes=axes, stride=stride, zoom=zoom, match_mean_area=match_mean_area, crop=crop)
+    rows = slice_run(run_dir, out, axes=axes, stride=stride, zoom=zoom, match_mean_area=match_mean_area, crop=crop,
+                     boundary_width=boundary_width)
     areas = [row["mean_area_px"] for row in rows if row["mean_area_px"] == row["mean_area_px"]]
     mean_area = sum(areas) / len(areas) if areas else float("nan")
     console = Console()

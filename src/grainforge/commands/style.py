@@ -42,6 +42,9 @@ def apply(
                                         help="Dropout at inference; default on, as in pix2pix (its noise source)."),
     device: str = typer.Option("auto", "--device", help="auto (CUDA when present) | cpu | cuda."),
     boundary_value: str = typer.Option("auto", "--boundary-value", help="Boundary pixel value in the labels: auto | 0 | 255."),
+    match_width: bool = typer.Option(True, "--match-width/--keep-width",
+                                     help="Redraw labels whose line width differs from the model's training labels "
+                                          "at that width (default), or keep them and only warn."),
 ) -> None:
     """Paint real-micrograph style onto boundary labels: synthetic (image, label) pairs."""
     from rich.console import Console
@@ -52,5 +55,6 @@ def apply(
     if boundary_value not in ("auto", "0", "255"):
         raise UserError(f"--boundary-value {boundary_value!r}: use auto, 0 or 255")
     written = apply_style(model_dir, labels_dir, out, device=device, seed=seed, dropout=dropout,
-                          boundary_value=boundary_value if boundary_value == "auto" else int(boundary_value))
+                          boundary_value=boundary_value if boundary_value == "auto" else int(boundary_value),
+                          match_width=match_width)
     Console().print(f"{len(written)} synthetic image(s) in [bold]{Path(out) / 'images'}[/], labels in {Path(out) / 'labels'}")

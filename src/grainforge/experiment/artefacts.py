@@ -27,6 +27,7 @@ from grainforge.data.io import atomic_path, list_images, read_image, to_uint8, w
 from grainforge.errors import UserError
 from grainforge.experiment.config import BUILTIN_DEMO, ExperimentConfig, style_config
 from grainforge.experiment.runner import format_fraction
+from grainforge.labelwidth import ONE_PIXEL_WIDTH_PX, mean_line_width, same_width
 from grainforge.progress import console, progress_bar
 
 #: Grey levels of the "plain" simulated images (paper Table 3): bright background, dark 1-px lines.
@@ -169,8 +170,10 @@ def prepare_real(config: ExperimentConfig, layout: RunLayout, progress: bool = T
         for pair in pairs:
             _write_pair(folder / split, pair.name, pair.image, pair.boundary)
     area = mean_grain_area(layout.real_train / "labels")
+    width = mean_line_width(pair.boundary for pair in train)
     _finish(folder, n_train=len(train), n_test=len(test))
-    layout.add_timings(real_train_images=len(train), real_test_images=len(test), real_mean_area_px=area)
+    layout.add_timings(real_train_images=len(train), real_test_images=len(test), real_mean_area_px=area,
+                       real_label_width_px=width)
 
 
 def real_subset(layout: RunLayout, fraction: float, split_seed: int) -> list:
@@ -204,9 +207,11 @@ def prepare_sections(config: ExperimentConfig, layout: RunLayout, progress: bool
         return
     _start(layout.sections)
     area = layout.read_timings()["real_mean_area_px"] if sim.match_mean_area else None
+    width = layout.read_timings().get("real_label_width_px") if sim.match_boundary_width else None
+    width = None if width is None or same_width(width, ONE_PIXEL_WIDTH_PX) else width
     t0 = time.perf_counter()
     manifest = slice_run(layout.simulation, layout.sections, axes=sim.axes, stride=sim.stride,
-                         match_mean_area=area, crop=sim.crop, progress=progress)
+                         match_mean_area=area, crop=sim.crop, boundary_width=width, progress=progress)
     seconds = time.perf_counter() - t0
     labels = list_images(layout.sections / "labels")
     height, width = read_image(labels[0]).shape

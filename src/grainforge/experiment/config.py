@@ -68,6 +68,7 @@ class SimulationConfig:
     stride: int = 4                  # every stride-th section along each axis
     match_mean_area: bool = True     # zoom sections to the real labels' mean grain area
     crop: int | None = None          # crop sections to this side after zooming (None = whole)
+    match_boundary_width: bool = True  # draw section labels as wide as the real training labels' lines
 
     def validate(self) -> None:
         if self.size < 8 or self.size % 2:

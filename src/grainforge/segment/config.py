@@ -30,6 +30,9 @@ class SegmentConfig:
     boundary_weight: float = 5.0  # cross-entropy weight of the boundary class (grain = 1)
     dice_weight: float = 1.0  # loss = CE + dice_weight * (1 - soft Dice of the boundary class)
     real_share: float = 0.5  # share of each batch drawn from --real when --extra sources are given
+    # extra sources are mixed in for the first extra_until x iters iterations; the rest fine-tune on real
+    # patches alone (1 = mixed to the end, the paper; with real_share 0: pre-train on extras, then fine-tune)
+    extra_until: float = 1.0
     augment: bool = True
     # validation (held-out real images, scored with MAP/ARI after post-processing)
     val_every: int = 2000
@@ -62,6 +65,7 @@ class SegmentConfig:
             (self.lr > 0, "lr must be > 0"),
             (0.0 <= self.overlap < 1.0, "overlap must be in [0, 1)"),
             (0.0 <= self.real_share <= 1.0, "real_share must be in [0, 1]"),
+            (0.0 < self.extra_until <= 1.0, "extra_until must be in (0, 1]"),
             (0.0 <= self.val_fraction < 1.0, "val_fraction must be in [0, 1)"),
             (self.val_every >= 1 and self.checkpoint_every >= 1, "val_every and checkpoint_every must be >= 1"),
             (0.0 < self.marker_threshold <= self.threshold < 1.0, "need 0 < marker_threshold <= threshold < 1"),

@@ -110,6 +110,22 @@ def split_real(real_pairs: list, config, real_fraction: float, seed: int, hold_o
     return [by_name[n] for n in train_names], [by_name[n] for n in val_names[: config.val_max_images]]
 
 
+def _training_batches(datasets: dict, counts: dict[str, int], train_real: list, config, seed: int, start: int):
+    """Batches for iterations start+1 .. iters: mixed per ``counts`` up to ``extra_until x iters``, then
+    (when there are extras and real pairs) ``batch_size`` real patches per batch. Resumes mid-way alike."""
+    from grainforge.data.torchdata import MixedBatches, PairCropDataset
+
+    mixing = len(counts) > 1 or "real" not in counts
+    switch = round(config.extra_until * config.iters) if mixing and train_real else config.iters
+    mixed = itertools.islice(MixedBatches(datasets, counts, seed=seed), min(start, switch), switch)
+    if switch >= config.iters:
+        return mixed
+    real_only = PairCropDataset(train_real, config.crop, length=(config.iters - switch) * config.batch_size,
+                                augment=config.augment, seed=seed + 999)
+    fine_tune = MixedBatches({"real": real_only}, {"real": config.batch_size}, seed=seed + 1)
+    return itertools.chain(mixed, itertools.islice(fine_tune, max(start - switch, 0), None))
+
+
 def _source_name(folder: Path, taken: set[str]) -> str:
     """A batch-source name for an extra folder: its stem, made unique (never "real")."""
     name, k = folder.stem or "extra", 2
@@ -131,7 +147,7 @@ def train_segmenter(real: str | os.PathLike | None, out: str | os.PathLike, conf
     from grainforge.config import config_to_dict, save_config
     from grainforge.data.io import ensure_writable_dir, read_csv, write_csv
     from grainforge.data.pairs import load_pairs
-    from grainforge.data.torchdata import MixedBatches, PairCropDataset
+    from grainforge.data.torchdata import PairCropDataset
     from grainforge.progress import progress_bar
     from grainforge.runinfo import RunRecord
     from grainforge.segment.network import build_network, read_model_file, save_model
@@ -184,7 +200,7 @@ def train_segmenter(real: str | os.PathLike | None, out: str | os.PathLike, conf
         log_rows = read_csv(out / "log.csv") if (out / "log.csv").is_file() else []
     save_config(config, out / "config.yaml")
 
-    batches = itertools.islice(MixedBatches(datasets, counts, seed=seed), start, None)
+    batches = _training_batches(datasets, counts, train_real, config, seed, start)
     network.train()
     losses: list[float] = []
     val_map = val_ari = float("nan")

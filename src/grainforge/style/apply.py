@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from grainforge.data.io import ensure_writable_dir, to_uint8, write_csv, write_png
+from grainforge.data.io import ensure_writable_dir, to_uint8, write_boundary_png, write_csv, write_png
 from grainforge.errors import UserError
 from grainforge.progress import progress_bar
 from grainforge.runinfo import RunRecord
@@ -33,6 +33,12 @@ GENERATOR_FILE = "generator.pt"  # in a model folder written by train_style
 def load_generator(model_dir: str | os.PathLike, device: torch.device) -> tuple[UnetGenerator, StyleConfig]:
     """The generator (eval mode) and config saved by ``train_style`` in ``model_dir`` (or that generator.pt
     file itself); UserError naming the file if it is missing or corrupt."""
+    generator, config, _ = _load_generator_file(model_dir, device)
+    return generator, config
+
+
+def _load_generator_file(model_dir: str | os.PathLike, device: torch.device) -> tuple[UnetGenerator, StyleConfig, dict]:
+    """(generator, config, the file's payload) -- see :func:`load_generator`."""
     path = Path(model_dir) if Path(model_dir).is_file() else Path(model_dir) / GENERATOR_FILE
     data = checkpoint.load(path, "pix2pix-generator")
     config = config_from_dict(StyleConfig, data["config"], str(path))
@@ -42,7 +48,7 @@ def load_generator(model_dir: str | os.PathLike, device: torch.device) -> tuple[
     except (KeyError, RuntimeError) as err:
         raise UserError(f"{path}: generator weights do not match its config ({type(err).__name__}); "
                         "retrain the model") from err
-    return generator.to(device).eval(), config
+    return generator.to(device).eval(), config, data
 
 
 def tile_starts(length: int, crop: int, overlap: float) -> list[int]:
@@ -107,15 +113,41 @@ def stem_seed(seed: int, stem: str) -> int:
     return (seed * 1_000_003 + zlib.crc32(stem.encode())) % 2**63
 
 
+def match_label_width(labels: list[tuple[str, np.ndarray]], model_width: float | None, adapt: bool,
+                      where: str) -> tuple[list[tuple[str, np.ndarray]], dict]:
+    """Compare the labels' line width with the width the model was trained on; with ``adapt``, redraw
+    them at the model's width. Returns (labels to paint, a record of both widths and what was done),
+    and warns on stderr when they differ."""
+    from grainforge.labelwidth import draw_at_width, mean_line_width, same_width
+    from grainforge.progress import console
+
+    width = mean_line_width(boundary for _, boundary in labels)
+    record = {"labels_width_px": width, "model_label_width_px": model_width, "redrawn": False}
+    if model_width is None or not np.isfinite(width) or same_width(width, model_width):
+        return labels, record
+    if adapt:
+        console.print(f"style apply: the labels in {where} are {width:.1f} px wide, the model was trained on "
+                      f"{model_width:.1f} px labels: painting (and writing) them redrawn at {model_width:.1f} px",
+                      soft_wrap=True)
+        record["redrawn"] = True
+        return [(stem, draw_at_width(boundary, model_width)) for stem, boundary in labels], record
+    console.print(f"[yellow]warning[/]: the labels in {where} are {width:.1f} px wide, the model was trained on "
+                  f"{model_width:.1f} px labels; the images will not look like the real ones "
+                  "(match_width=True redraws them)", soft_wrap=True)
+    return labels, record
+
+
 def apply_style(model_dir: str | os.PathLike, labels_dir: str | os.PathLike, out: str | os.PathLike,
                 device: str = "auto", seed: int = 0, dropout: bool | None = None, progress: bool = True,
-                *, boundary_value: str | int = "auto", threads: int | None = None) -> list[Path]:
+                *, boundary_value: str | int = "auto", threads: int | None = None,
+                match_width: bool = True) -> list[Path]:
     """Paint every boundary label in ``labels_dir``; returns the image paths written.
 
     Writes ``out/images/<stem>.png`` (uint8 grey) and ``out/labels/<stem>.png`` (the label it was
-    made from, uint8, 255 = boundary), so ``out`` is a pair folder ready for training, plus
+    painted from, uint8, 255 = boundary), so ``out`` is a pair folder ready for training, plus
     ``out/manifest.csv`` and ``run.json``. ``dropout`` None = the model's ``inference_dropout``
-    (on, as in pix2pix).
+    (on, as in pix2pix). ``match_width``: labels whose line width differs from the one the model was
+    trained on are redrawn at the model's width (:func:`match_label_width`); False only warns.
     """
     from grainforge.data.pairs import load_boundaries
     from grainforge.torchutil import resolve_device
@@ -123,12 +155,14 @@ def apply_style(model_dir: str | os.PathLike, labels_dir: str | os.PathLike, out
     torch_device = resolve_device(device)
     if threads is not None:
         torch.set_num_threads(threads)
-    generator, config = load_generator(model_dir, torch_device)
+    generator, config, payload = _load_generator_file(model_dir, torch_device)
     dropout = config.inference_dropout if dropout is None else dropout
-    labels = load_boundaries(labels_dir, boundary_value=boundary_value)
+    labels, width_record = match_label_width(load_boundaries(labels_dir, boundary_value=boundary_value),
+                                             payload.get("label_width_px"), match_width, str(labels_dir))
     out = ensure_writable_dir(out)
     record = RunRecord(out, command="style apply",
-                       config={"model_dir": str(model_dir), "labels_dir": str(labels_dir), "dropout": dropout},
+                       config={"model_dir": str(model_dir), "labels_dir": str(labels_dir), "dropout": dropout,
+                               "match_width": match_width},
                        seed=seed)
     written, manifest = [], []
     with record.phase("apply"), progress_bar(disable=not progress) as bar:
@@ -138,11 +172,11 @@ def apply_style(model_dir: str | os.PathLike, labels_dir: str | os.PathLike, out
                           seed=stem_seed(seed, stem))
             image_path = out / "images" / f"{stem}.png"
             write_png(image_path, to_uint8(image))
-            write_png(out / "labels" / f"{stem}.png", np.where(boundary, 255, 0).astype(np.uint8))
+            write_boundary_png(out / "labels" / f"{stem}.png", boundary)
             written.append(image_path)
             manifest.append({"image": f"images/{stem}.png", "label": f"labels/{stem}.png",
                              "height": boundary.shape[0], "width": boundary.shape[1]})
             bar.update(task, advance=1)
     write_csv(out / "manifest.csv", manifest)
-    record.write(n_images=len(written), device=str(torch_device))
+    record.write(n_images=len(written), device=str(torch_device), label_width=width_record)
     return written

@@ -28,6 +28,7 @@ from grainforge import checkpoint
 from grainforge.config import config_from_dict, config_to_dict, save_config
 from grainforge.data.io import ensure_writable_dir, read_csv, to_uint8, write_csv, write_png
 from grainforge.errors import UserError
+from grainforge.labelwidth import mean_line_width
 from grainforge.progress import progress_bar
 from grainforge.runinfo import RunRecord
 from grainforge.style.apply import GENERATOR_FILE, paint
@@ -185,6 +186,7 @@ def train_style(pairs_dir: str | os.PathLike | None, config: StyleConfig, out: s
         pairs = load_pairs(pairs_dir)
     if not pairs:
         raise UserError(f"{pairs_dir}: no (image, label) pairs to train on")
+    label_width = mean_line_width(pair.boundary for pair in pairs)  # what apply_style's labels must match
     held_out = load_pairs(val) if isinstance(val, (str, os.PathLike)) else val
     samples = sample_crops(held_out or pairs, config.crop, config.n_samples)
 
@@ -254,7 +256,7 @@ def train_style(pairs_dir: str | os.PathLike | None, config: StyleConfig, out: s
         save_checkpoint(config.iters)
         save_samples(config.iters)
         checkpoint.save(out / GENERATOR_FILE, "pix2pix-generator", config_to_dict(config),
-                        state=model.generator.state_dict())
+                        state=model.generator.state_dict(), label_width_px=label_width)
     record.write(iterations=config.iters, resumed_from=start, device=str(torch_device),
-                 n_pairs=len(pairs), final_losses=losses)
+                 n_pairs=len(pairs), final_losses=losses, label_width_px=label_width)
     return out

@@ -1,0 +1,150 @@
+"""Does synthetic data help on real micrographs? One data set, every training recipe, one table.
+
+Reads ../shared/data (not part of the test suite). For a real train/test split it trains, on the same
+real images and with the same budget:
+
+- ``real``: U-Net on the real training pairs only;
+- ``forest``: the random-forest baseline (when ``grainforge.segment.forest`` is present);
+- ``mix-1px``: U-Net on real + pix2pix-synthetic images painted on 1-px Potts sections (the old recipe);
+- ``mix``: the same with the sections drawn at the real labels' line width;
+- ``pretrain``: synthetic-only pre-training for the first half, real-only fine-tuning after.
+
+and prints one CSV row per recipe (MAP, ARI, boundary F1 on the real test images, training seconds),
+also written to ``OUT/results.csv``. Artefacts are cached in OUT, so a rerun only does what is missing.
+
+    python benchmarks/real_data.py --data nist-split --out runs/real-nist
+    python benchmarks/real_data.py --data tbm --out runs/real-tbm --unet-iters 1500
+"""
+
+from __future__ import annotations
+
+import grainforge  # noqa: F401  (first: sets OMP_WAIT_POLICY=PASSIVE before torch loads OpenMP)
+
+import argparse
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from grainforge.data.io import list_images, write_csv
+from grainforge.data.pairs import load_pairs
+from grainforge.grainstats import interior_areas, grain_labels
+from grainforge.labelwidth import ONE_PIXEL_WIDTH_PX, mean_line_width, same_width
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+RECIPES = ("real", "forest", "mix-1px", "mix", "pretrain")
+
+
+def load_split(name: str) -> tuple[list, list]:
+    """(train pairs, test pairs) of a shared data set, labels as traced (not thinned)."""
+    if name == "nist-split":
+        return load_pairs(SHARED / "nist-steel-split" / "train"), load_pairs(SHARED / "nist-steel-split" / "test")
+    if name == "tbm":
+        pairs = load_pairs(SHARED / "tbm", boundary_value=255)
+        return [p for p in pairs if p.name.startswith("train_")], [p for p in pairs if p.name.startswith("test_")]
+    raise SystemExit(f"--data {name}: use nist-split or tbm")
+
+
+def write_pairs(folder: Path, pairs: list) -> Path:
+    from grainforge.data.io import to_uint8, write_boundary_png, write_png
+
+    if not (folder / "labels").is_dir():
+        for pair in pairs:
+            write_png(folder / "images" / f"{pair.name}.png", to_uint8(pair.image))
+            write_boundary_png(folder / "labels" / f"{pair.name}.png", pair.boundary)
+    return folder
+
+
+def mean_area(pairs: list) -> float:
+    return float(np.concatenate([interior_areas(grain_labels(p.boundary)) for p in pairs]).mean())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", required=True, help="nist-split | tbm")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--unet-iters", type=int, default=1500)
+    parser.add_argument("--style-iters", type=int, default=1500)
+    parser.add_argument("--sim-size", type=int, default=64)
+    parser.add_argument("--sim-mcs", type=int, default=150)
+    parser.add_argument("--crop", type=int, default=256, help="section tile side, px")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--recipes", default=",".join(RECIPES))
+    args = parser.parse_args()
+
+    from grainforge.metrics import evaluate_folders
+    from grainforge.potts import simulate
+    from grainforge.sections import slice_run
+    from grainforge.segment import SEGMENT_PRESETS, predict, train_segmenter
+    from grainforge.style import STYLE_PRESETS, apply_style, train_style
+
+    out = args.out
+    train, test = load_split(args.data)
+    real_train, real_test = write_pairs(out / "real" / "train", train), write_pairs(out / "real" / "test", test)
+    width = mean_line_width(p.boundary for p in train)
+    area = mean_area(train)
+    print(f"{args.data}: {len(train)} train / {len(test)} test images; label width {width:.2f} px, "
+          f"mean interior grain area {area:.0f} px")
+
+    sim = out / "simulation"
+    if not (sim / "volume.npz").is_file():
+        simulate(args.sim_size, args.sim_mcs, seed=args.seed, out=sim, progress=False)
+    sections = {}
+    for key, draw_width in (("1px", None), ("matched", None if same_width(width, ONE_PIXEL_WIDTH_PX) else width)):
+        folder = out / f"sections-{key}"
+        if not (folder / "manifest.csv").is_file():
+            slice_run(sim, folder, stride=4, match_mean_area=area, crop=args.crop, boundary_width=draw_width,
+                      progress=False)
+        sections[key] = folder / "labels"
+
+    style_dir = out / "style"
+    if not (style_dir / "generator.pt").is_file():
+        train_style(real_train, STYLE_PRESETS["cpu-small"], style_dir, iters=args.style_iters, seed=args.seed,
+                    device="cpu", progress=False)
+    synthetic = {}
+    for key, labels in sections.items():
+        folder = out / f"synthetic-{key}"
+        if not (folder / "manifest.csv").is_file():
+            apply_style(style_dir, labels, folder, device="cpu", seed=args.seed, progress=False,
+                        match_width=key == "matched")
+        synthetic[key] = folder
+
+    unet = dataclasses.replace(SEGMENT_PRESETS["cpu-small"], iters=args.unet_iters, val_fraction=0.0)
+    recipes = {
+        "real": (unet, []),
+        "mix-1px": (unet, [synthetic["1px"]]),
+        "mix": (unet, [synthetic["matched"]]),
+        "pretrain": (dataclasses.replace(unet, real_share=0.0, extra_until=0.5), [synthetic["matched"]]),
+    }
+    rows = []
+    for recipe in args.recipes.split(","):
+        folder = out / "rows" / recipe
+        result = folder / "metrics.json"
+        if not result.is_file():
+            t0 = time.perf_counter()
+            if recipe == "forest":
+                from grainforge.segment.forest import FOREST_PRESETS, train_forest
+
+                model = train_forest(real_train, folder / "model", FOREST_PRESETS["default"], seed=args.seed,
+                                     progress=False)
+            else:
+                config, extras = recipes[recipe]
+                model = train_segmenter(real_train, folder / "model", config, extras=extras, seed=args.seed,
+                                        device="cpu", progress=False)
+            seconds = time.perf_counter() - t0
+            predict(model, list_images(real_test / "images"), folder / "pred", device="cpu", progress=False)
+            per_image = evaluate_folders(folder / "pred" / "boundaries", real_test / "labels", workers=1)
+            metrics = {k: float(np.mean([r[k] for r in per_image])) for k in ("map", "ari", "boundary_f1")}
+            folder.mkdir(parents=True, exist_ok=True)
+            result.write_text(json.dumps({**metrics, "train_s": round(seconds, 1)}))
+        row = {"data": args.data, "recipe": recipe, **json.loads(result.read_text())}
+        rows.append(row)
+        print(f"{row['data']},{recipe},MAP {row['map']:.3f},ARI {row['ari']:.3f},F1 {row['boundary_f1']:.3f},"
+              f"{row['train_s']} s", flush=True)
+    write_csv(out / "results.csv", rows)
+
+
+if __name__ == "__main__":
+    main()
