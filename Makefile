@@ -22,7 +22,10 @@ demo: $(STAMP)
 	$(VENV)/bin/grainforge experiment demo --out $(DEMO_OUT) --jobs 2
 	@echo "report: $(DEMO_OUT)/report.md"
 
+# ruff (config in pyproject.toml) first, then the tests and the entry points' doctests; pytest's
+# summary stays the last line.
 test: $(STAMP)
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
 
 clean:

@@ -47,7 +47,7 @@ def main() -> None:
     t0 = time.perf_counter()
     ids = voronoi_grains(args.size, seed=1)
     t1 = time.perf_counter()
-    image = render(ids, seed=1)
+    render(ids, seed=1)
     t2 = time.perf_counter()
     print(f"voronoi_grains_{args.size}px_s {t1 - t0:.3f}")
     print(f"render_{args.size}px_s {t2 - t1:.3f}")

@@ -1,4 +1,4 @@
-"""Metrics speed: the paper's 1008 test tiles of 400 x 400 evaluated end to end (DESIGN §2.5/§2.6).
+"""Metrics speed: the paper's 1008 test tiles of 400 x 400 evaluated end to end (docs/design.md §4, §9.2).
 
 Synthetic pairs, no data files needed: truth = 1-pixel boundaries of a Voronoi tessellation
 (~300 grains per tile); prediction = the same tessellation with moved seeds (shifted boundaries),

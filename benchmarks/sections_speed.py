@@ -1,4 +1,4 @@
-"""Sections and grain statistics speed on 400 x 400 images (DESIGN §2.2).
+"""Sections and grain statistics speed on 400 x 400 images (docs/design.md §6, §3.4).
 
 Synthetic input, no data files needed: a Voronoi grain volume (--size^3 voxels, ~30 px grains in
 section) cut into sections and zoomed to 400 x 400.

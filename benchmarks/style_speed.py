@@ -4,7 +4,7 @@ for the cpu-small and paper configs, on this machine.
     .venv/bin/python benchmarks/style_speed.py [--device cpu|cuda|auto] [--seconds 20]
 
 Prints one figure per line. Weights are random (speed does not depend on them); dropout on, as
-``grainforge style apply`` runs by default. The paper (DESIGN §2.6, Table 1) quotes 0.1 s per
+``grainforge style apply`` runs by default. The paper (docs/design.md §9.2, Table 1) quotes 0.1 s per
 400x400 synthetic image on a 2019 GPU, i.e. 10 images/s: each images/s line gives the ratio to that.
 Reads no data.
 """

@@ -1,4 +1,4 @@
-"""Metrics of DESIGN §2.5 against scikit-learn / scikit-image and slow, obviously-correct references."""
+"""Metrics of docs/design.md §4 against scikit-learn / scikit-image and slow, obviously-correct references."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Physics of the Potts engine (DESIGN §2.1): normal grain growth on a 64^3 lattice.
+"""Physics of the Potts engine (docs/design.md §5.7): normal grain growth on a 64^3 lattice.
 
 - Growth exponent n (mean grain volume ∝ t^(3n)) fitted over the late half of the log: 0.3-0.55.
 - 2D sections: mean number of edges per interior grain 6.0 ± 0.3 (Euler). The volume is periodic,

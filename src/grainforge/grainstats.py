@@ -1,4 +1,4 @@
-"""Grain statistics of boundary label maps and of simulation logs (DESIGN §2.1, §2.2; paper Fig. 5).
+"""Grain statistics of boundary label maps and of simulation logs (docs/design.md §3.4, §5.7; paper Fig. 5).
 
 Per grain (a 4-connected component of the non-boundary pixels, :mod:`grainforge.grains`):
 area in pixels, equivalent-circle diameter in pixels, number of edges (neighbouring grains across

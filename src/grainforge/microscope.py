@@ -1,4 +1,4 @@
-"""The built-in virtual optical microscope (DESIGN §3): demo grain maps and etched-micrograph rendering.
+"""The built-in virtual optical microscope (docs/design.md §12): demo grain maps and etched-micrograph rendering.
 
 - :func:`voronoi_grains` makes a 2D grain map independent of the Potts engine: a Laguerre (power)
   tessellation of Lloyd-relaxed seeds with log-normal radii, whose coordinates are warped by a smooth
@@ -135,7 +135,7 @@ def voronoi_grains(
     grain sizes are more uniform than a Poisson-Voronoi's). Weights: log-normal radii (log-std
     ``size_sigma``) make a Laguerre tessellation with a broad, near-log-normal area distribution.
     Coordinates are warped by a smooth displacement field of amplitude ``curvature`` x grain spacing,
-    so boundaries curve. Independent of the Potts engine (DESIGN §3).
+    so boundaries curve. Independent of the Potts engine (docs/design.md §12).
     """
     height, width = (size, size) if isinstance(size, (int, np.integer)) else tuple(size)
     if height < 2 or width < 2 or mean_area_px < 4:

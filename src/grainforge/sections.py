@@ -1,4 +1,4 @@
-"""2D sections of a 3D grain-id volume, their boundary labels and id maps (DESIGN §2.2).
+"""2D sections of a 3D grain-id volume, their boundary labels and id maps (docs/design.md §6).
 
 A section is one plane of the volume normal to x, y or z. Its 2D grains are the 4-connected
 components of equal id (a 3D grain can be cut into several pieces), relabelled 1..n. Sections
@@ -40,8 +40,10 @@ SMOOTHING_PX = 0.8  # Gaussian sigma of the zoom vote, in source (unzoomed) pixe
 
 
 def iter_sections(volume: np.ndarray, axes: str = AXES, stride: int = 1) -> Iterator[tuple[str, np.ndarray]]:
-    """Yield (name, 2D id map) for every ``stride``-th plane normal to each axis in ``axes``;
-    names are the axis letter and the zero-padded plane index, e.g. ``x0012``."""
+    """Yield (name, 2D id map) for every ``stride``-th plane normal to each axis in ``axes``.
+
+    Names are the axis letter and the zero-padded plane index, e.g. ``x0012``.
+    """
     for axis in axes:
         dim = AXES.index(axis)
         for index in range(0, volume.shape[dim], stride):
@@ -125,12 +127,12 @@ def section_labels(ids2d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def zoom_for_mean_area(sections: list[np.ndarray], target_area_px: float) -> float:
-    """Zoom that makes the mean interior grain area (pixels, boundary excluded, as ``grainforge
-    stats`` measures it) of the zoomed sections equal ``target_area_px``.
+    """Zoom that makes the mean interior grain area of the zoomed sections equal ``target_area_px``.
 
-    Measured once on the unzoomed sections: the mean id-region area a (grows as zoom^2) and the
-    pixels the 1-pixel boundary takes from it, d = a - (mean label area) (a perimeter: grows as
-    zoom). Solves a z^2 - d z = target for z > 0.
+    The area is in pixels, boundary excluded, as ``grainforge stats`` measures it. Measured once
+    on the unzoomed sections: the mean id-region area a (grows as zoom^2) and the pixels the
+    1-pixel boundary takes from it, d = a - (mean label area) (a perimeter: grows as zoom).
+    Solves a z^2 - d z = target for z > 0.
     """
     region_areas, label_areas = [], []
     for ids2d in sections:
@@ -148,13 +150,76 @@ def zoom_for_mean_area(sections: list[np.ndarray], target_area_px: float) -> flo
 def slice_run(run_dir: str | os.PathLike, out: str | os.PathLike, axes: str = AXES, stride: int = 1,
               zoom: float | None = None, match_mean_area: float | None = None, crop: int | None = None,
               boundary_width: float | None = None, progress: bool = True) -> list[dict]:
-    """Cut a run's volume into sections and write labels/, ids/, manifest.csv and run.json to ``out``.
+    """Cut a run's volume into 2D sections and write their boundary labels (docs/design.md §6).
 
-    ``zoom`` or ``match_mean_area`` (pixels; matched on the whole sections, before cropping)
-    rescale the sections; ``crop`` (pixels) cuts each into non-overlapping tiles, row-major, partial
-    tiles dropped. ``boundary_width`` (px, >= 1) draws the label lines that wide
-    (:func:`grainforge.labelwidth.draw_at_width`), to match hand-traced real labels; None keeps the
-    1-px boundaries. Returns the manifest rows (see MANIFEST_COLUMNS).
+    The library function behind ``grainforge slice``. In each section the 4-connected regions of
+    equal id are the 2D grains; the boundary is drawn with
+    :func:`grainforge.grains.boundary_from_ids` after any zoom, so zoomed boundaries are smooth
+    and still one pixel wide.
+
+    Parameters
+    ----------
+    run_dir : str or path-like
+        Simulation run folder holding ``volume.npz`` (from :func:`grainforge.potts.simulate`), or
+        that file itself.
+    out : str or path-like
+        Output folder: ``labels/<stem>.png`` (uint8, 255 = boundary, 0 = grain),
+        ``ids/<stem>.tif`` (relabelled 2D grain ids, uint16 when they fit, else uint32),
+        ``manifest.csv`` (one row per image) and ``run.json``.
+    axes : str, optional
+        Section normals: one or more distinct letters of "xyz".
+    stride : int, optional
+        Take every ``stride``-th plane along each axis.
+    zoom : float, optional
+        Resample the sections by this factor (> 0) with a Gaussian-weighted id vote
+        (:func:`zoom_ids`).
+    match_mean_area : float, optional
+        Choose the zoom so that the mean interior grain area equals this many pixels (measured on
+        the whole sections, before cropping; e.g. the mean area of the real labels). Exclusive
+        with ``zoom``.
+    crop : int, optional
+        Cut each (zoomed) section into non-overlapping ``crop`` x ``crop`` pixel tiles, row-major,
+        partial tiles dropped; stems get ``_rRR_cCC``.
+    boundary_width : float, optional
+        Draw the label lines this many pixels wide (>= 1; :func:`grainforge.labelwidth.draw_at_width`),
+        to match hand-traced real labels. None keeps the 1-px boundaries.
+    progress : bool, optional
+        Show a progress bar.
+
+    Returns
+    -------
+    rows : list of dict
+        The manifest rows, one per image written, with the keys of :data:`MANIFEST_COLUMNS`:
+        ``stem``, ``axis``, ``index`` (plane), ``tile_row``, ``tile_col``, ``height`` and ``width``
+        (pixels), ``n_grains`` and ``mean_area_px`` (mean interior grain area in pixels, NaN when
+        every grain touches the border).
+
+    Raises
+    ------
+    grainforge.errors.UserError
+        On invalid options, a missing or unreadable volume, or a crop larger than the sections.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from grainforge.potts import simulate
+    >>> from grainforge.sections import slice_run
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> run = Path(tmp.name) / "sim"
+    >>> _ = simulate(16, 20, seed=0, out=run, progress=False)
+    >>> rows = slice_run(run, Path(tmp.name) / "sections", axes="z", stride=8, progress=False)
+    >>> [(row["stem"], row["height"], row["width"]) for row in rows]
+    [('z0000', 16, 16), ('z0008', 16, 16)]
+    >>> sorted(path.name for path in (Path(tmp.name) / "sections").iterdir())
+    ['ids', 'labels', 'manifest.csv', 'run.json']
+
+    Zoomed by 2 and cut into 16-pixel tiles:
+
+    >>> rows = slice_run(run, Path(tmp.name) / "tiles", axes="z", stride=8, zoom=2, crop=16, progress=False)
+    >>> [row["stem"] for row in rows[:4]]
+    ['z0000_r00_c00', 'z0000_r00_c01', 'z0000_r01_c00', 'z0000_r01_c01']
+    >>> tmp.cleanup()
     """
     _check_options(axes, stride, zoom, match_mean_area, crop)
     if boundary_width is not None and not boundary_width >= 1.0:

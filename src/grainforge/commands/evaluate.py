@@ -17,7 +17,7 @@ def evaluate(
     ari: str = typer.Option("paper", "--ari", help="ARI convention: paper (boundary = cluster 0) or grains."),
     workers: int = typer.Option(0, "--workers", help="Worker processes (0 = all CPUs)."),
 ) -> None:
-    """Score predicted grain boundaries against true labels (DESIGN §2.5 conventions)."""
+    """Score predicted grain boundaries against true labels (conventions of docs/design.md §4)."""
     if boundary_value not in ("auto", "0", "255"):
         raise UserError(f"--boundary-value: '{boundary_value}' is not 0, 255 or auto; pass the label value of boundaries")
     if workers < 0:

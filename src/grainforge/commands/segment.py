@@ -13,7 +13,8 @@ app = typer.Typer(no_args_is_help=True)
 def train(
     real: Path | None = typer.Option(None, "--real", help="Real pairs: folder with images/ + labels/ (same stems), or an .h5 file."),
     real_fraction: float = typer.Option(1.0, "--real-fraction", help="Nested seeded fraction of the real training images, in [0, 1]."),
-    extra: list[Path] = typer.Option([], "--extra", help="Extra pairs (synthetic, simulated), repeatable; half of each batch, split evenly."),
+    extra: list[Path] = typer.Option([], "--extra",
+                                     help="Extra pairs (synthetic, simulated), repeatable; half of each batch, split evenly."),
     config: str = typer.Option("cpu-small", "--config", help="Preset cpu-small | paper, or a YAML file (may start with 'base: PRESET')."),
     out: Path = typer.Option(..., "--out", help="Model folder: best.pt, checkpoint.pt, config.yaml, log.csv, run.json."),
     iters: int | None = typer.Option(None, "--iters", help="Training iterations (overrides the config)."),
@@ -46,7 +47,8 @@ def predict(
     inputs: list[Path] = typer.Argument(..., help="Micrograph files and/or folders of them (any size)."),
     out: Path = typer.Option(..., "--out", help="Writes boundaries/, labels/, probabilities/, overlays/, grains/, summary.csv."),
     um_per_px: float | None = typer.Option(None, "--um-per-px", help="Pixel size in micrometres: adds areas in um^2 and ASTM E112 G."),
-    threshold_only: bool = typer.Option(False, "--threshold-only", help="Plain thresholded boundaries, no watershed closing (for comparison)."),
+    threshold_only: bool = typer.Option(False, "--threshold-only",
+                                        help="Plain thresholded boundaries, no watershed closing (for comparison)."),
     device: str = typer.Option("auto", "--device", help="auto (CUDA when present) | cpu | cuda."),
 ) -> None:
     """Segment micrographs: closed 1-pixel boundaries, grain label maps, grain tables and a summary."""

@@ -1,4 +1,4 @@
-"""The paper's experiments as one command (DESIGN §2.6): Tables 1, 3, 4, the supplement and the
+"""The paper's experiments as one command (docs/design.md §9): Tables 1, 3, 4, the supplement and the
 beyond-the-paper microscope baseline, run from one config into one run folder with a report.
 
 ``run_experiment`` = build the shared artefacts (real split, simulation, sections, plain and

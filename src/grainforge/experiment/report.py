@@ -16,7 +16,7 @@ from grainforge.experiment.artefacts import FULL, PAPER_IMAGE_PIXELS, RunLayout
 from grainforge.experiment.config import ExperimentConfig
 from grainforge.experiment.runner import format_fraction, read_results
 
-#: The paper's numbers (DESIGN §2.6): (MAP, ARI).
+#: The paper's numbers (docs/design.md §9.2): (MAP, ARI).
 PAPER_TABLE3 = {"real": (0.5845, 0.8655), "simulated-plain": (0.1120, 0.0778), "real+simulated-plain": (0.5036, 0.7522)}
 PAPER_TABLE4 = {  # fraction -> (real only, real + synthetic)
     0.05: ((0.4808, 0.7351), (0.5599, 0.8368)),
@@ -147,7 +147,7 @@ def report_markdown(config: ExperimentConfig, rows: Sequence[dict], timings: dic
              f"{timings.get('real_test_images', '?')} test images). Seeds: {seeds}. U-Net: preset "
              f"`{config.segment.preset}`, {config.segment.iters or 'preset'} iterations; pix2pix: preset "
              f"`{config.style.preset}`, {config.style.iters or 'preset'} iterations. Cells: mean ± std over seeds "
-             "(population std; no ± with one seed). MAP and ARI use the paper's conventions (DESIGN §2.5); the paper's "
+             "(population std; no ± with one seed). MAP and ARI use the paper's conventions (docs/design.md §4); the paper's "
              "numbers come from 100 real training images of 2800 × 1600 px and 28k-iteration U-Nets.", ""]
     if "table1" in config.tables:
         lines += ["## Table 1 — time per 400 × 400 image", "", *table1_lines(timings)]

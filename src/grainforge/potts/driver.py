@@ -46,8 +46,11 @@ class SimulationResult:
 
 
 def parse_size(size: int | str | tuple | list) -> tuple[int, int, int]:
-    """A lattice shape from one L (cubic) or three values; strings may be ``"64"``, ``"64,64,32"``
-    or ``"64 64 32"``. Each side must be even and at least 4 (UserError otherwise)."""
+    """Parse a lattice shape from one L (cubic) or three values.
+
+    Strings may be ``"64"``, ``"64,64,32"`` or ``"64 64 32"``. Each side must be even and at least 4
+    (UserError otherwise).
+    """
     if isinstance(size, str):
         parts = size.replace(",", " ").replace("x", " ").split()
         try:
@@ -120,8 +123,10 @@ def equivalent_diameter(mean_volume: float) -> float:
 
 
 def mean_section_area(ids: np.ndarray, sections_per_axis: int = SECTIONS_PER_AXIS) -> float:
-    """Mean 2D grain area (pixels) over evenly spaced normal sections along x, y and z: pixels
-    divided by 4-connected equal-id regions, counted with periodic wrap (no border bias)."""
+    """Mean 2D grain area (pixels) over evenly spaced normal sections along x, y and z.
+
+    Pixels divided by 4-connected equal-id regions, counted with periodic wrap (no border bias).
+    """
     from grainforge.potts.kernel import count_periodic_components
 
     pixels = regions = 0
@@ -135,7 +140,7 @@ def mean_section_area(ids: np.ndarray, sections_per_axis: int = SECTIONS_PER_AXI
 
 
 def load_volume(path: str | os.PathLike) -> np.ndarray:
-    """The uint32 (Lx, Ly, Lz) grain-id volume of a run directory or of a ``volume.npz`` file."""
+    """Read the uint32 (Lx, Ly, Lz) grain-id volume of a run directory or of a ``volume.npz`` file."""
     path = Path(path)
     file = path / "volume.npz" if path.is_dir() else path
     if not file.is_file():
@@ -183,7 +188,7 @@ def _validate(mcs, kT, seed, proposal, threads, checkpoint_every, target_grain_s
 
 
 def _options(shape, kT, seed, proposal) -> dict:
-    """The options a checkpoint must share with a run that resumes it."""
+    """Return the options a checkpoint must share with a run that resumes it."""
     return {"size": list(shape), "kT": float(kT), "seed": int(seed), "proposal": proposal}
 
 
@@ -233,15 +238,80 @@ def simulate(
     log_every: int = 1,
     progress: bool = True,
 ) -> SimulationResult:
-    """Grow grains by 3D Monte Carlo Potts from one grain per site; see :mod:`grainforge.potts.kernel`.
+    """Grow grains by 3D Monte Carlo Potts, from one grain per site (docs/design.md §5).
 
-    Runs ``mcs`` Monte Carlo steps (or up to :data:`MCS_CAP_FOR_TARGET` when None), stopping early
-    once the mean grain size reaches ``target_grain_size``: the equivalent-sphere diameter (voxels)
-    of the mean grain volume (``target_kind="diameter"``) or the mean 2D section grain area
-    (pixels, :func:`mean_section_area`; ``"area"``). The stop rule is checked at logged steps
-    (every ``log_every`` MCS). With ``out`` the run directory is written (module docstring);
-    ``resume`` continues from ``out/checkpoint.npz`` (same size, kT, seed and proposal).
-    The result is the same for any ``threads`` (default: all numba threads).
+    The library function behind ``grainforge simulate``: a periodic cubic lattice, 26-neighbour
+    energy, Metropolis acceptance at ``kT``, the 8 sub-lattices of a 2x2x2 checkerboard updated in
+    turn, counter-based random numbers (see :mod:`grainforge.potts.kernel`). The result is the
+    same for any ``threads``.
+
+    Parameters
+    ----------
+    size : int, str or tuple of 3 int
+        Lattice side L (cubic) or (Lx, Ly, Lz) in sites, every side even and >= 4
+        (:func:`parse_size`); at most 2**32 sites.
+    mcs : int or None
+        Monte Carlo steps to run (1 MCS = one attempt per site). None: up to
+        :data:`MCS_CAP_FOR_TARGET`, for a run stopped by ``target_grain_size``.
+    kT : float, optional
+        Temperature in units of J, >= 0 (the paper: 0.5). ΔE > 0 is accepted with
+        probability exp(-ΔE / kT), never at kT = 0.
+    seed : int, optional
+        Seed in [0, 2**64); fixes the volume.
+    proposal : {"neighbour", "distinct"}, optional
+        "neighbour": the id of a random one of the 18 first and second neighbours (the paper's
+        rule). "distinct": a random distinct other id among the 26 neighbours (SPPARKS potts/neigh).
+    threads : int, optional
+        numba threads (default: all).
+    out : str or path-like, optional
+        Run directory to write: ``volume.npz``, ``log.csv``, ``run.json`` (and ``checkpoint.npz``).
+        None: nothing is written.
+    checkpoint_every : int, optional
+        Write ``out/checkpoint.npz`` every N MCS (0: never).
+    resume : bool, optional
+        Continue from ``out/checkpoint.npz``; it must have the same size, kT, seed and proposal.
+    target_grain_size : float, optional
+        Stop once the mean grain size reaches this; checked at logged steps.
+    target_kind : {"diameter", "area"}, optional
+        What ``target_grain_size`` measures: the equivalent-sphere diameter of the mean grain
+        volume (voxels) or the mean 2D section grain area (pixels, :func:`mean_section_area`).
+    log_every : int, optional
+        Log (and check the target) every N MCS; the last step is always logged.
+    progress : bool, optional
+        Show a progress bar.
+
+    Returns
+    -------
+    result : SimulationResult
+        ``ids``: uint32 (Lx, Ly, Lz) grain ids; ``log``: rows of :data:`LOG_COLUMNS` (``mcs``,
+        ``n_grains``, ``mean_grain_volume`` in voxels, ``energy`` in J = unlike 26-neighbour pairs,
+        ``wall_time_s``); ``mcs_done``; ``target_reached`` (None without a target).
+
+    Raises
+    ------
+    grainforge.errors.UserError
+        On an invalid option, a lattice too large for the ids or the free memory, or a checkpoint
+        that does not fit.
+
+    References
+    ----------
+    .. [1] Anderson, M. P., Srolovitz, D. J., Grest, G. S. and Sahni, P. S. (1984). Computer
+           simulation of grain growth - I. Kinetics. Acta Metallurgica 32, 783-791.
+
+    Examples
+    --------
+    >>> from grainforge.potts import simulate
+    >>> result = simulate(16, 20, seed=0, progress=False)
+    >>> result.ids.shape, result.ids.dtype, result.mcs_done
+    ((16, 16, 16), dtype('uint32'), 20)
+    >>> result.log[0]["n_grains"], result.log[-1]["n_grains"]
+    (4096, 64)
+
+    Stopping at a mean grain diameter of 3 voxels instead:
+
+    >>> result = simulate(16, None, seed=0, target_grain_size=3.0, progress=False)
+    >>> result.mcs_done, result.target_reached
+    (4, True)
     """
     import time
 

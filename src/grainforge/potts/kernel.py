@@ -6,7 +6,7 @@ Conventions (shared by :mod:`grainforge.potts.driver`, the tests and the numpy r
 - ``ids`` is a C-ordered uint32 array (Lx, Ly, Lz), axes x, y, z; every L even; site (x, y, z)
   has the flat index ``(x * Ly + y) * Lz + z``.
 - Energy (units of J): the number of unlike pairs among the 26-neighbour pairs, each pair
-  counted once (DESIGN §2.1's double sum over i and j, halved). A flip's ΔE is
+  counted once (docs/design.md §5.2: the brief's double sum over i and j, halved). A flip's ΔE is
   ``#neighbours equal to the old id - #neighbours equal to the new id`` (an integer in [-26, 26]).
 - Sub-lattices: the 8 classes of ``(x % 2, y % 2, z % 2)``, numbered ``4 * (x%2) + 2 * (y%2) + z%2``;
   no two sites of one class are 26-neighbours, so a class is updated in parallel safely.

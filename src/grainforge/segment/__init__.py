@@ -1,4 +1,4 @@
-"""U-Net segmentation (DESIGN §2.4): training on real + extra mixes, tiled prediction, closed
+"""U-Net segmentation (docs/design.md §8): training on real + extra mixes, tiled prediction, closed
 1-pixel boundaries and grain tables. Importing this package imports torch."""
 
 from grainforge.segment.config import SEGMENT_PRESETS, SegmentConfig

@@ -1,6 +1,6 @@
-"""Prediction: micrographs of any size -> boundary probabilities, closed 1-pixel boundaries, grain
-label maps, overlays, per-grain tables and a summary with the ASTM E112 grain-size number.
+"""Prediction: micrographs of any size -> closed 1-pixel boundaries, grain maps and grain tables.
 
+Also boundary probabilities, overlays and a summary with the ASTM E112 grain-size number.
 Output folder: ``probabilities/<stem>.png`` (uint8, 255 = probability 1), ``boundaries/<stem>.png``
 (uint8, 255 = boundary), ``labels/<stem>.tif`` (4-connected grain ids, 0 = boundary),
 ``overlays/<stem>.png`` (boundaries in red over the micrograph), ``grains/<stem>.csv`` and
@@ -39,8 +39,11 @@ def planimetric_grains_per_mm2(n_interior: int, n_border: int, area_mm2: float) 
 
 
 def grain_rows(boundary: np.ndarray, labels: np.ndarray, um_per_px: float | None = None) -> list[dict]:
-    """One row per grain (label order of ``labels`` = ``label_grains(boundary)``): area, equivalent
-    diameter, perimeter (skimage, px), neighbours and border flag (``grainforge.grainstats.grain_table``)."""
+    """One row per grain, in the label order of ``labels`` = ``label_grains(boundary)``.
+
+    Columns: area, equivalent diameter, perimeter (skimage, px), neighbours and border flag
+    (``grainforge.grainstats.grain_table``); in micrometres too with ``um_per_px``.
+    """
     from skimage.measure import regionprops_table
 
     from grainforge.grainstats import grain_table
@@ -59,8 +62,10 @@ def grain_rows(boundary: np.ndarray, labels: np.ndarray, um_per_px: float | None
 
 
 def summary_row(stem: str, labels: np.ndarray, rows: list[dict], um_per_px: float | None) -> dict:
-    """Grain count, mean interior-grain area (all grains if none is interior) and, with a pixel size,
-    the planimetric grains per mm^2 and ASTM G."""
+    """Summarise one image: grain count and mean interior-grain area (all grains if none is interior).
+
+    With a pixel size also the planimetric grains per mm^2 and ASTM G.
+    """
     height, width = labels.shape
     interior = [r["area_px"] for r in rows if not r["touches_border"]]
     areas = interior or [r["area_px"] for r in rows]
@@ -83,8 +88,10 @@ def overlay(image: np.ndarray, boundary: np.ndarray) -> np.ndarray:
 
 
 def gather_images(inputs: Sequence[str | os.PathLike]) -> list[Path]:
-    """Image files from files and folders (a folder without images but with ``images/`` uses that);
-    UserError on a missing path or two images with the same stem."""
+    """Collect the image files of files and folders (a folder without images but with ``images/`` uses that).
+
+    UserError on a missing path or two images with the same stem.
+    """
     from grainforge.data.io import IMAGE_SUFFIXES, list_images
 
     files: list[Path] = []
@@ -109,9 +116,76 @@ def gather_images(inputs: Sequence[str | os.PathLike]) -> list[Path]:
 def predict(model_dir: str | os.PathLike, inputs: Sequence[str | os.PathLike], out: str | os.PathLike,
             um_per_px: float | None = None, device: str = "auto", progress: bool = True,
             threshold_only: bool = False) -> list[dict]:
-    """Segment every input image with the model in ``model_dir`` (folder or .pt file) and write the output
-    folder (module docstring); returns the summary rows. ``threshold_only`` writes plain-thresholded
-    boundaries (probability > config.threshold) instead of the closed watershed boundaries."""
+    """Segment micrographs into closed 1-pixel grain boundaries and grains (docs/design.md §8.5).
+
+    The library function behind ``grainforge segment predict``: tiled, Hann-blended inference of
+    the boundary probability, then watershed closing to 1-pixel boundaries whose 4-connected
+    grains are measured.
+
+    Parameters
+    ----------
+    model_dir : str or path-like
+        Model folder written by :func:`grainforge.segment.train_segmenter` (its ``best.pt``), or a
+        model .pt file.
+    inputs : sequence of str or path-like
+        Micrograph files and/or folders of them, any size (a folder without images but with
+        ``images/`` uses that). Outputs are named by file stem, so stems must be unique.
+    out : str or path-like
+        Output folder: ``boundaries/<stem>.png`` (uint8, 255 = boundary), ``labels/<stem>.tif``
+        (grain ids, 0 = boundary), ``probabilities/<stem>.png`` (uint8, 255 = probability 1),
+        ``overlays/<stem>.png``, ``grains/<stem>.csv`` (one row per grain), ``summary.csv`` and
+        ``run.json``.
+    um_per_px : float, optional
+        Pixel size in micrometres: adds areas in um^2, diameters in um, grains per mm^2
+        (Jeffries planimetric count) and the ASTM E112 grain-size number G.
+    device : str, optional
+        "auto" (CUDA when torch sees it, else CPU), "cpu" or "cuda".
+    progress : bool, optional
+        Show a progress bar.
+    threshold_only : bool, optional
+        Write plain thresholded boundaries (probability > ``config.threshold``, gaps left open)
+        instead of the closed watershed boundaries.
+
+    Returns
+    -------
+    summary : list of dict
+        One row per image (the rows of ``summary.csv``): ``image`` (stem), ``height_px``,
+        ``width_px``, ``n_grains``, ``n_interior_grains``, ``mean_area_px`` (interior grains, or all
+        if none is interior) and with ``um_per_px`` also ``um_per_px``, ``mean_area_um2``,
+        ``grains_per_mm2`` and ``astm_g``.
+
+    References
+    ----------
+    .. [1] ASTM E112-13. Standard test methods for determining average grain size. ASTM
+           International, West Conshohocken, PA.
+
+    Examples
+    --------
+    A tiny U-Net after one training iteration, applied to a 48 x 40 micrograph:
+
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> from grainforge.data.io import to_uint8, write_png
+    >>> from grainforge.data.pairs import Pair
+    >>> from grainforge.grains import boundary_from_ids
+    >>> from grainforge.segment import SegmentConfig, predict, train_segmenter
+    >>> rows, cols = np.indices((64, 64)) // 16
+    >>> boundary = boundary_from_ids(4 * rows + cols)
+    >>> image = np.where(boundary, 0.2, 0.8).astype(np.float32)
+    >>> config = SegmentConfig(width=4, depth=2, iters=1, batch_size=2, crop=32, tile=32)
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> model = train_segmenter(None, Path(tmp.name) / "unet", config, real_pairs=[Pair("a", image, boundary)],
+    ...                         device="cpu", progress=False)
+    >>> write_png(Path(tmp.name) / "micrographs" / "m0.png", to_uint8(image[:48, :40]))
+    >>> summary = predict(model, [Path(tmp.name) / "micrographs"], Path(tmp.name) / "pred", um_per_px=0.5,
+    ...                   device="cpu", progress=False)
+    >>> summary[0]["image"], summary[0]["height_px"], summary[0]["width_px"], summary[0]["um_per_px"]
+    ('m0', 48, 40, 0.5)
+    >>> sorted(path.name for path in (Path(tmp.name) / "pred").iterdir())
+    ['boundaries', 'grains', 'labels', 'overlays', 'probabilities', 'run.json', 'summary.csv']
+    >>> tmp.cleanup()
+    """
     from grainforge.config import config_to_dict
     from grainforge.data.io import ensure_writable_dir, read_grey, write_boundary_png, write_csv, write_png, write_tiff
     from grainforge.progress import progress_bar

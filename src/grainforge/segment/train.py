@@ -11,7 +11,8 @@ Validation: on ``val`` if given; otherwise, when the real set (``real``) has at 
 ``val_min_images`` images, ``round(val_fraction * n)`` of them (seeded, before the real fraction is
 taken, so every fraction is scored on the same images; at most ``val_max_images`` are scored) are
 held out of training. Pairs passed in memory (``real_pairs``, e.g. the experiment runner's fraction)
-are trained on as they are: nothing is held out of them, so without ``val`` there is no validation. Every ``val_every`` iterations and at the end the full held-out images are predicted
+are trained on as they are: nothing is held out of them, so without ``val`` there is no
+validation. Every ``val_every`` iterations and at the end the full held-out images are predicted
 (tiled inference + post-processing) and scored with MAP/ARI; ``best.pt`` keeps the weights of the
 best validation MAP. Without validation images ``best.pt`` is the final weights.
 
@@ -57,8 +58,11 @@ def source_counts(batch_size: int, has_real: bool, extra_names: Sequence[str], r
 
 
 def segmentation_loss(logits: torch.Tensor, boundary: torch.Tensor, boundary_weight: float, dice_weight: float) -> torch.Tensor:
-    """Weighted cross-entropy (grain 1, boundary ``boundary_weight``) + ``dice_weight`` x (1 - soft Dice of
-    the boundary class). logits (B, 2, H, W); boundary (B, 1, H, W) in {0, 1}."""
+    """Weighted cross-entropy + ``dice_weight`` x (1 - soft Dice of the boundary class).
+
+    Class weights: grain 1, boundary ``boundary_weight``. logits (B, 2, H, W); boundary (B, 1, H, W)
+    in {0, 1}.
+    """
     target = boundary[:, 0].long()
     weight = torch.tensor([1.0, boundary_weight], device=logits.device, dtype=logits.dtype)
     cross_entropy = F.cross_entropy(logits, target, weight=weight)
@@ -127,7 +131,7 @@ def _training_batches(datasets: dict, counts: dict[str, int], train_real: list, 
 
 
 def _source_name(folder: Path, taken: set[str]) -> str:
-    """A batch-source name for an extra folder: its stem, made unique (never "real")."""
+    """Name the batch source of an extra folder: its stem, made unique (never "real")."""
     name, k = folder.stem or "extra", 2
     while name in taken or name == "real":
         name, k = f"{folder.stem or 'extra'}-{k}", k + 1
@@ -138,11 +142,82 @@ def train_segmenter(real: str | os.PathLike | None, out: str | os.PathLike, conf
                     extras: Sequence[str | os.PathLike] = (), iters: int | None = None, seed: int = 0,
                     device: str = "auto", resume: bool = False, val: str | os.PathLike | None = None,
                     progress: bool = True, real_pairs: list | None = None) -> Path:
-    """Train a U-Net (``config``: a SegmentConfig) and write the model folder ``out``; returns ``out``.
+    """Train the grain-boundary U-Net on real and extra pairs and write its model folder (docs/design.md §8).
 
-    ``real``: folder with images/ + labels/ or .h5 (or pass ``real_pairs``, a list of Pair, trained on
-    as is); ``extras``: more such sources (synthetic, simulated); ``val``: validation source (default: a
-    held-out part of ``real``, see the module docstring). ``iters`` overrides ``config.iters``. Deterministic by seed on CPU.
+    The library function behind ``grainforge segment train``. Mini-batches mix the sources in fixed
+    counts (module docstring; the paper: 4 real + 4 synthetic of 8); the loss is weighted
+    cross-entropy plus soft Dice of the boundary class. Deterministic by seed on CPU.
+
+    Parameters
+    ----------
+    real : str, path-like or None
+        Real pairs: a folder with ``images/`` and ``labels/`` (same stems) or an .h5 file. None
+        when training on ``extras`` only or on ``real_pairs``.
+    out : str or path-like
+        Model folder to write: ``best.pt``, ``checkpoint.pt``, ``config.yaml``, ``log.csv``,
+        ``run.json``. It must not hold a model already unless ``resume``.
+    config : SegmentConfig
+        Network, schedule, batch mixing, validation and inference settings, e.g.
+        ``SEGMENT_PRESETS["cpu-small"]``; sizes in pixels.
+    real_fraction : float, optional
+        Share in [0, 1] of the real training images to train on: a seeded subset, nested (a smaller
+        fraction is a subset of a larger one), taken after the validation images are held out.
+    extras : sequence of str or path-like, optional
+        More pair sources (synthetic, simulated); together they fill ``1 - config.real_share`` of
+        each batch, split evenly.
+    iters : int, optional
+        Training iterations (batches); overrides ``config.iters``.
+    seed : int, optional
+        Seed of the initial weights, the validation split, the fraction and the crops.
+    device : str, optional
+        "auto" (CUDA when torch sees it, else CPU), "cpu" or "cuda".
+    resume : bool, optional
+        Continue from ``out/checkpoint.pt``; the config and ``iters`` must be the same.
+    val : str or path-like, optional
+        Validation pairs. Default: ``config.val_fraction`` of ``real`` held out when it has at
+        least ``config.val_min_images`` images; none for ``real_pairs``.
+    progress : bool, optional
+        Show a progress bar with the loss and the validation MAP.
+    real_pairs : list of Pair, optional
+        In-memory real pairs instead of ``real``, trained on as they are (nothing held out).
+
+    Returns
+    -------
+    out : Path
+        The model folder; ``best.pt`` holds the weights of the best validation MAP, or the final
+        weights without validation images.
+
+    Raises
+    ------
+    grainforge.errors.UserError
+        On missing data, an invalid config or fraction, an existing model without ``resume``, or a
+        checkpoint of another config.
+
+    References
+    ----------
+    .. [1] Ronneberger, O., Fischer, P. and Brox, T. (2015). U-Net: convolutional networks for
+           biomedical image segmentation. MICCAI 2015, LNCS 9351, 234-241. :arXiv:`1505.04597`
+
+    Examples
+    --------
+    One iteration of a tiny U-Net on one 64-pixel pair of 16-pixel square grains:
+
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> from grainforge.data.pairs import Pair
+    >>> from grainforge.grains import boundary_from_ids
+    >>> from grainforge.segment import SegmentConfig, train_segmenter
+    >>> rows, cols = np.indices((64, 64)) // 16
+    >>> boundary = boundary_from_ids(4 * rows + cols)
+    >>> image = np.where(boundary, 0.2, 0.8).astype(np.float32)
+    >>> config = SegmentConfig(width=4, depth=2, iters=1, batch_size=2, crop=32, tile=32)
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> model = train_segmenter(None, Path(tmp.name) / "unet", config, real_pairs=[Pair("a", image, boundary)],
+    ...                         device="cpu", progress=False)
+    >>> sorted(path.name for path in model.iterdir())
+    ['best.pt', 'checkpoint.pt', 'config.yaml', 'log.csv', 'run.json']
+    >>> tmp.cleanup()
     """
     from grainforge.config import config_to_dict, save_config
     from grainforge.data.io import ensure_writable_dir, read_csv, write_csv

@@ -1,4 +1,4 @@
-"""pix2pix style transfer: boundary label -> micrograph (DESIGN §2.3).
+"""pix2pix style transfer: boundary label -> micrograph (docs/design.md §7).
 
 ``train_style`` learns the real micrographs' look from (label, image) pairs; ``apply_style``
 paints it onto any boundary labels (e.g. Potts sections), giving synthetic images that carry

@@ -31,8 +31,11 @@ GENERATOR_FILE = "generator.pt"  # in a model folder written by train_style
 
 
 def load_generator(model_dir: str | os.PathLike, device: torch.device) -> tuple[UnetGenerator, StyleConfig]:
-    """The generator (eval mode) and config saved by ``train_style`` in ``model_dir`` (or that generator.pt
-    file itself); UserError naming the file if it is missing or corrupt."""
+    """Load the generator (eval mode) and config saved by ``train_style``.
+
+    ``model_dir``: the model folder or its generator.pt file. UserError naming the file if it is
+    missing or corrupt.
+    """
     generator, config, _ = _load_generator_file(model_dir, device)
     return generator, config
 
@@ -109,7 +112,7 @@ def paint(generator: UnetGenerator, boundary: np.ndarray, config: StyleConfig, *
 
 
 def stem_seed(seed: int, stem: str) -> int:
-    """A per-image seed from the run seed and the file stem (stable across runs and platforms)."""
+    """Derive a per-image seed from the run seed and the file stem (stable across runs and platforms)."""
     return (seed * 1_000_003 + zlib.crc32(stem.encode())) % 2**63
 
 
@@ -141,13 +144,76 @@ def apply_style(model_dir: str | os.PathLike, labels_dir: str | os.PathLike, out
                 device: str = "auto", seed: int = 0, dropout: bool | None = None, progress: bool = True,
                 *, boundary_value: str | int = "auto", threads: int | None = None,
                 match_width: bool = True) -> list[Path]:
-    """Paint every boundary label in ``labels_dir``; returns the image paths written.
+    """Paint the style of a trained pix2pix onto every boundary label in a folder (docs/design.md §7.3).
 
-    Writes ``out/images/<stem>.png`` (uint8 grey) and ``out/labels/<stem>.png`` (the label it was
-    painted from, uint8, 255 = boundary), so ``out`` is a pair folder ready for training, plus
-    ``out/manifest.csv`` and ``run.json``. ``dropout`` None = the model's ``inference_dropout``
-    (on, as in pix2pix). ``match_width``: labels whose line width differs from the one the model was
-    trained on are redrawn at the model's width (:func:`match_label_width`); False only warns.
+    The library function behind ``grainforge style apply``. Labels of any size are painted in
+    overlapping crop-sized tiles blended without seams; each synthetic image carries its label
+    exactly, so the output is a pair folder ready for :func:`grainforge.segment.train_segmenter`.
+
+    Parameters
+    ----------
+    model_dir : str or path-like
+        Model folder written by :func:`train_style` (or its ``generator.pt``).
+    labels_dir : str or path-like
+        Folder of boundary label images (e.g. ``labels/`` of :func:`grainforge.sections.slice_run`).
+    out : str or path-like
+        Output folder: ``images/<stem>.png`` (uint8 grey), ``labels/<stem>.png`` (the label it was
+        painted from, uint8, 255 = boundary), ``manifest.csv`` and ``run.json``.
+    device : str, optional
+        "auto" (CUDA when torch sees it, else CPU), "cpu" or "cuda".
+    seed : int, optional
+        Seed of the dropout noise; each image's noise comes from ``seed`` and its file stem, so an
+        image does not depend on the other files.
+    dropout : bool, optional
+        Keep dropout on when painting (pix2pix's noise source). None: the model's
+        ``inference_dropout`` (on).
+    progress : bool, optional
+        Show a progress bar.
+    boundary_value : {"auto", 0, 255}, optional
+        Label value of boundary pixels; "auto": the minority value.
+    threads : int, optional
+        torch CPU threads (None: torch's default).
+    match_width : bool, optional
+        Labels whose line width differs from the width the model was trained on (by 0.5 px or
+        more) are redrawn at the model's width (:func:`match_label_width`); False keeps them and
+        warns.
+
+    Returns
+    -------
+    written : list of Path
+        The synthetic images, one per label, in the labels' order.
+
+    References
+    ----------
+    .. [1] Isola, P., Zhu, J.-Y., Zhou, T. and Efros, A. A. (2017). Image-to-image translation with
+           conditional adversarial networks. CVPR 2017, 1125-1134. :arXiv:`1611.07004`
+
+    Examples
+    --------
+    A tiny generator (one training iteration) paints a 40 x 50 label, smaller than its crop:
+
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> from grainforge.data.io import read_image, write_boundary_png
+    >>> from grainforge.data.pairs import Pair
+    >>> from grainforge.grains import boundary_from_ids
+    >>> from grainforge.style import StyleConfig, apply_style, train_style
+    >>> rows, cols = np.indices((64, 64)) // 16
+    >>> boundary = boundary_from_ids(4 * rows + cols)
+    >>> image = np.where(boundary, 0.2, 0.8).astype(np.float32)
+    >>> config = StyleConfig(crop=32, ngf=4, ndf=4, iters=1, sample_every=0, checkpoint_every=0, n_samples=1)
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> model = train_style(None, config, Path(tmp.name) / "style", pairs=[Pair("a", image, boundary)],
+    ...                     device="cpu", progress=False)
+    >>> write_boundary_png(Path(tmp.name) / "labels" / "s0.png", boundary[:40, :50])
+    >>> written = apply_style(model, Path(tmp.name) / "labels", Path(tmp.name) / "synthetic", device="cpu",
+    ...                       progress=False)
+    >>> [path.name for path in written], read_image(written[0]).shape
+    (['s0.png'], (40, 50))
+    >>> sorted(path.name for path in (Path(tmp.name) / "synthetic").iterdir())
+    ['images', 'labels', 'manifest.csv', 'run.json']
+    >>> tmp.cleanup()
     """
     from grainforge.data.pairs import load_boundaries
     from grainforge.torchutil import resolve_device

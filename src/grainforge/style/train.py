@@ -40,7 +40,7 @@ CHECKPOINT_FILE = "checkpoint.pt"
 
 
 def _numpy_rng_state() -> list:
-    """numpy's global RNG state with the key array as a tensor, so ``torch.load(weights_only=True)`` reads it."""
+    """NumPy's global RNG state with the key array as a tensor, so ``torch.load(weights_only=True)`` reads it."""
     name, keys, *rest = np.random.get_state()
     return [name, torch.from_numpy(keys.astype(np.int64)), *rest]
 
@@ -59,6 +59,7 @@ class Pix2Pix:
         self.gan_loss = nn.BCEWithLogitsLoss()
 
     def set_lr(self, lr: float) -> None:
+        """Set the learning rate of both optimisers."""
         for opt in (self.opt_g, self.opt_d):
             for group in opt.param_groups:
                 group["lr"] = lr
@@ -119,7 +120,7 @@ class Pix2Pix:
 
 
 def stored_config(data: dict, where: str) -> StyleConfig:
-    """The StyleConfig stored in a checkpoint or generator file, validated (UserError if it does not fit)."""
+    """Read the StyleConfig stored in a checkpoint or generator file, validated (UserError if it does not fit)."""
     return config_from_dict(StyleConfig, data["config"], where)
 
 
@@ -163,13 +164,76 @@ def train_style(pairs_dir: str | os.PathLike | None, config: StyleConfig, out: s
                 iters: int | None = None, seed: int = 0, device: str = "auto", resume: bool = False,
                 progress: bool = True, *, pairs: list | None = None, val: str | os.PathLike | list | None = None,
                 threads: int | None = None) -> Path:
-    """Train pix2pix (label -> image) on real pairs; returns the model directory ``out``.
+    """Train pix2pix (boundary label -> micrograph) on real pairs (docs/design.md §7).
 
-    ``pairs_dir``: a folder with images/ + labels/ or an .h5 file (``grainforge.data.pairs.load_pairs``);
-    ``pairs``: in-memory ``Pair`` list instead (e.g. a fraction of the real data). ``val``: held-out
-    pairs (folder, .h5 or list) for the sample grids; without it the grids show training pairs.
-    ``iters`` overrides ``config.iters``. ``resume`` continues from ``out/checkpoint.pt`` (same
-    config; ``iters`` may grow, which stretches the lr schedule). ``threads``: torch CPU threads (None = torch's default).
+    The library function behind ``grainforge style train``: a U-Net generator and a 70x70 PatchGAN
+    discriminator, loss cGAN + ``lambda_l1`` x L1, Adam, lr constant then decaying linearly to 0.
+
+    Parameters
+    ----------
+    pairs_dir : str, path-like or None
+        Real training pairs: a folder with ``images/`` and ``labels/`` (same stems) or an .h5 file
+        (:func:`grainforge.data.pairs.load_pairs`). None when ``pairs`` is given.
+    config : StyleConfig
+        Networks, optimiser and schedule, e.g. ``STYLE_PRESETS["cpu-small"]``; crop in pixels.
+    out : str or path-like
+        Model folder to write: ``generator.pt`` (what :func:`apply_style` loads), ``checkpoint.pt``,
+        ``config.yaml``, ``losses.csv``, ``samples/iter_NNNNNN.png`` and ``run.json``.
+    iters : int, optional
+        Training iterations (batches); overrides ``config.iters``.
+    seed : int, optional
+        Seed of the initial weights, the crops and the dropout.
+    device : str, optional
+        "auto" (CUDA when torch sees it, else CPU), "cpu" or "cuda".
+    resume : bool, optional
+        Continue from ``out/checkpoint.pt`` (same config; ``iters`` may grow, which stretches the
+        lr schedule). A resumed run is bit-identical to an uninterrupted one on CPU.
+    progress : bool, optional
+        Show a progress bar with the losses.
+    pairs : list of Pair, optional
+        In-memory training pairs instead of ``pairs_dir`` (e.g. a fraction of the real data):
+        ``image`` float32 (H, W) in [0, 1], ``boundary`` bool (H, W), each at least ``config.crop``
+        pixels on a side.
+    val : str, path-like or list of Pair, optional
+        Held-out pairs for the sample grids; without it the grids show training pairs.
+    threads : int, optional
+        torch CPU threads (None: torch's default).
+
+    Returns
+    -------
+    out : Path
+        The model folder.
+
+    Raises
+    ------
+    grainforge.errors.UserError
+        On missing or unreadable pairs, an invalid config, or a checkpoint that does not fit.
+
+    References
+    ----------
+    .. [1] Isola, P., Zhu, J.-Y., Zhou, T. and Efros, A. A. (2017). Image-to-image translation with
+           conditional adversarial networks. CVPR 2017, 1125-1134. :arXiv:`1611.07004`
+
+    Examples
+    --------
+    One iteration of a tiny network on one 64-pixel pair of 16-pixel square grains:
+
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> from grainforge.data.pairs import Pair
+    >>> from grainforge.grains import boundary_from_ids
+    >>> from grainforge.style import StyleConfig, train_style
+    >>> rows, cols = np.indices((64, 64)) // 16
+    >>> boundary = boundary_from_ids(4 * rows + cols)
+    >>> image = np.where(boundary, 0.2, 0.8).astype(np.float32)
+    >>> config = StyleConfig(crop=32, ngf=4, ndf=4, iters=1, sample_every=0, checkpoint_every=0, n_samples=1)
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> model = train_style(None, config, Path(tmp.name) / "style", pairs=[Pair("a", image, boundary)],
+    ...                     device="cpu", progress=False)
+    >>> sorted(path.name for path in model.iterdir())
+    ['checkpoint.pt', 'config.yaml', 'generator.pt', 'losses.csv', 'run.json', 'samples']
+    >>> tmp.cleanup()
     """
     from grainforge.data.pairs import load_pairs
     from grainforge.data.torchdata import PairCropDataset
