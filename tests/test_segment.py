@@ -14,7 +14,8 @@ from grainforge.errors import UserError
 from grainforge.grains import boundary_from_ids, label_grains
 from grainforge.metrics import average_precision
 from grainforge.segment.config import SEGMENT_PRESETS, SegmentConfig
-from grainforge.segment.inference import full_probability, hann_window, tile_layout, tile_origins, tiled_probability
+from grainforge.segment.inference import full_probability, tiled_probability
+from grainforge.tiling import aligned_layout, aligned_origins, hann_window
 from grainforge.segment.network import UNet, load_model, save_model
 from grainforge.segment.postprocess import closed_boundaries, postprocess, threshold_boundaries, watershed_regions
 from grainforge.segment.predict import (astm_grain_size_number, gather_images, grain_rows, overlay,
@@ -51,7 +52,7 @@ def test_unet_keeps_size_and_gives_two_class_logits():
     assert net(torch.rand(2, 1, 48, 40)).shape == (2, 2, 48, 40)
 
 
-@pytest.mark.parametrize("shape", [(150, 230), (37, 300), (5, 9)])
+@pytest.mark.parametrize("shape", [(150, 230), (37, 300), (5, 9), (1, 40)])
 def test_tiling_pads_blends_and_crops_exactly(shape):
     """A pointwise net makes every tile exact, so the blend must reproduce it everywhere (edges, tiny images)."""
     image = np.random.default_rng(1).random(shape, dtype=np.float32)
@@ -70,10 +71,10 @@ def test_tiled_prediction_equals_full_image_away_from_seams():
     tiled = tiled_probability(net, image, tile=tile, overlap=overlap, tile_batch=3)
 
     def good_axis(length: int) -> np.ndarray:
-        tile_len, stride, margin, padded = tile_layout(length, tile, overlap, net.size_multiple)
+        tile_len, stride, margin, padded = aligned_layout(length, tile, overlap, net.size_multiple)
         padded_index = np.arange(length) + margin
         good = np.ones(length, dtype=bool)
-        for start in tile_origins(padded, tile_len, stride):
+        for start in aligned_origins(padded, tile_len, stride):
             inside = (padded_index >= start) & (padded_index < start + tile_len)
             offset = padded_index - start
             good &= ~inside | ((offset >= radius) & (offset < tile_len - radius))
@@ -88,10 +89,10 @@ def test_tiled_prediction_equals_full_image_away_from_seams():
 
 def test_tile_layout_aligns_tiles_to_the_pooling_grid():
     for length in (1, 100, 256, 1600, 2800):
-        tile, stride, margin, padded = tile_layout(length, 256, 0.25, 16)
+        tile, stride, margin, padded = aligned_layout(length, 256, 0.25, 16)
         assert tile % 16 == stride % 16 == margin % 16 == 0
         assert padded >= length + 2 * margin or tile < 256
-        origins = tile_origins(padded, tile, stride)
+        origins = aligned_origins(padded, tile, stride)
         assert origins[-1] + tile == padded
 
 
