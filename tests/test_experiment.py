@@ -15,7 +15,8 @@ from grainforge.errors import UserError
 from grainforge.experiment import (RESULT_COLUMNS, RowSpec, load_experiment_config, plan_rows, run_experiment,
                                    run_rows, shipped_configs)
 from grainforge.experiment import artefacts
-from grainforge.experiment.artefacts import PLAIN_BACKGROUND, PLAIN_LINE, RunLayout, prepare_plain
+from grainforge.experiment.artefacts import PLAIN_BACKGROUND, PLAIN_LINE, prepare_plain
+from grainforge.experiment.layout import RunLayout
 from grainforge.experiment.report import aggregate, claim_lines, render_report, table1_lines
 
 

@@ -4,6 +4,10 @@ beyond-the-paper microscope baseline, run from one config into one run folder wi
 ``run_experiment`` = build the shared artefacts (real split, simulation, sections, plain and
 microscope images, one pix2pix per real fraction) -> train/score one U-Net per result row
 (resumable, ``jobs`` in parallel) -> render report.md.
+
+Modules, each importing only those before it: ``config`` (the experiment config) -> ``layout``
+(run folder paths, done markers) -> ``paper`` (the paper's numbers), ``runner`` (row plan, resumable
+results.csv) -> ``artefacts`` (shared inputs), ``rows`` (one U-Net per row) -> ``figures`` -> ``report``.
 """
 
 from __future__ import annotations
@@ -16,9 +20,10 @@ import yaml
 from grainforge.config import config_to_dict, save_config
 from grainforge.data.io import ensure_writable_dir
 from grainforge.errors import UserError
-from grainforge.experiment.artefacts import RunLayout, prepare_artefacts
+from grainforge.experiment.artefacts import prepare_artefacts
 from grainforge.experiment.config import (BUILTIN_DEMO, TABLES, ExperimentConfig, load_experiment_config,
                                           shipped_configs)
+from grainforge.experiment.layout import RunLayout
 from grainforge.experiment.report import render_report
 from grainforge.experiment.rows import compute_row
 from grainforge.experiment.runner import RESULT_COLUMNS, RowFunction, RowSpec, plan_rows, read_results, run_rows
@@ -64,7 +69,7 @@ def run_experiment(config: ExperimentConfig, run_dir: str | Path, jobs: int = 1,
         prepare_artefacts(config, layout, progress=progress)
     with record.phase("rows"):
         run_rows(plan_rows(config), row_fn or functools.partial(compute_row, run_dir, config),
-                 run_dir / "results.csv", jobs=jobs, progress=progress)
+                 layout.results, jobs=jobs, progress=progress)
     with record.phase("report"):
         report = render_report(run_dir, config)
     record.write(jobs=jobs)
