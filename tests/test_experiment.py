@@ -223,7 +223,7 @@ def test_claim_is_inconclusive_when_no_model_learned_and_spread_is_named():
     assert not any("Inconclusive" in line for line in noisy)
 
 
-def test_cli_report_only_renders_and_summarises(tmp_path: Path):
+def test_cli_report_only_renders_and_summarizes(tmp_path: Path):
     _fake_results(tmp_path / "results.csv")
     result = run_cli("experiment", "demo", "--out", tmp_path, "--report-only")
     assert result.returncode == 0, result.stderr

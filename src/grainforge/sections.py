@@ -28,7 +28,7 @@ from grainforge.data.io import ensure_writable_dir, write_boundary_png, write_cs
 from grainforge.data.split import grid_tiles
 from grainforge.errors import UserError
 from grainforge.grains import boundary_from_ids
-from grainforge.grainstats import grain_areas, grain_labels, interior_areas
+from grainforge.grainstats import grain_areas, interior_areas, label_grains_min_area
 from grainforge.potts import load_volume
 from grainforge.progress import progress_bar
 from grainforge.runinfo import RunRecord
@@ -135,7 +135,7 @@ def zoom_for_mean_area(sections: list[np.ndarray], target_area_px: float) -> flo
     for ids2d in sections:
         ids, boundary = section_labels(ids2d)
         region_areas.append(interior_areas(ids))
-        label_areas.append(interior_areas(grain_labels(boundary)))
+        label_areas.append(interior_areas(label_grains_min_area(boundary)))
     regions, labels = np.concatenate(region_areas), np.concatenate(label_areas)
     if regions.size == 0 or labels.size == 0:
         raise UserError("--match-mean-area: no grain lies inside a section (all touch the border); use --zoom instead")
@@ -189,7 +189,7 @@ def _write_image(out: Path, stem: str, axis: str, index: int, row: int, col: int
     ids, boundary = section_labels(ids2d)
     write_boundary_png(out / "labels" / f"{stem}.png", boundary)
     write_tiff(out / "ids" / f"{stem}.tif", ids.astype(np.uint16 if ids.max(initial=0) < 2**16 else np.uint32))
-    labels = grain_labels(boundary)
+    labels = label_grains_min_area(boundary)
     areas = interior_areas(labels)
     return {
         "stem": stem, "axis": axis, "index": index, "tile_row": row, "tile_col": col,

@@ -76,18 +76,16 @@ def learning_rate_factor(config, iteration: int) -> float:
     return config.min_lr_factor + (1.0 - config.min_lr_factor) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def validate(network, pairs, config) -> tuple[float, float]:
+def score_on(network, pairs, config) -> tuple[float, float]:
     """(mean MAP, mean ARI) of the network (tiled inference + post-processing) on full validation images."""
     from grainforge.metrics import evaluate_boundaries
-    from grainforge.segment.inference import tiled_probability
-    from grainforge.segment.postprocess import postprocess
+    from grainforge.segment.predict import segment_image
 
     was_training = network.training
     network.eval()
     scores = []
     for pair in pairs:
-        probability = tiled_probability(network, pair.image, config.tile, config.overlap)
-        boundary, _ = postprocess(probability, config)
+        _, boundary, _ = segment_image(network, pair.image, config)
         scores.append(evaluate_boundaries(pair.boundary, boundary))
     network.train(was_training)
     return float(np.mean([s["map"] for s in scores])), float(np.mean([s["ari"] for s in scores]))
@@ -210,7 +208,7 @@ def train_segmenter(real: str | os.PathLike | None, out: str | os.PathLike, conf
             last = iteration == config.iters
             if iteration % config.val_every == 0 or last:
                 if val_pairs:
-                    val_map, val_ari = validate(network, val_pairs, config)
+                    val_map, val_ari = score_on(network, val_pairs, config)
                 if not val_pairs or val_map > best_map:
                     best_map = val_map if val_pairs else best_map
                     save_model(out / "best.pt", network, config, iteration=iteration, val_map=val_map, val_ari=val_ari)
