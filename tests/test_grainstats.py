@@ -167,4 +167,4 @@ def test_stats_cli_bad_inputs(tmp_path: Path):
     assert_user_error(run_cli("stats", "--log", tmp_path / "nowhere", "--out", tmp_path / "o"), "log.csv")
     write_label_folder(tmp_path / "labels", [square_tiling(10, 3)])
     assert_user_error(run_cli("stats", tmp_path / "labels", "--boundary-value", "7", "--out", tmp_path / "o"),
-                      "--boundary-value")
+                      "boundary_value '7': must be 0, 255 or auto")

@@ -120,10 +120,10 @@ def test_slice_cli_and_bad_inputs(tmp_path: Path):
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in (tmp_path / "out" / "labels").iterdir()) == ["x0000.png", "x0008.png"]
     assert_user_error(run_cli("slice", run, "--out", tmp_path / "o", "--zoom", "2", "--match-mean-area", "100"),
-                      "--zoom", "--match-mean-area")
+                      "zoom and match_mean_area both given")
     assert_user_error(run_cli("slice", tmp_path / "nowhere", "--out", tmp_path / "o"), "nowhere")
-    assert_user_error(run_cli("slice", run, "--out", tmp_path / "o", "--crop", "40"), "--crop")
-    assert_user_error(run_cli("slice", run, "--out", tmp_path / "o", "--axes", "xq"), "--axes")
+    assert_user_error(run_cli("slice", run, "--out", tmp_path / "o", "--crop", "40"), "crop 40: larger than the sections")
+    assert_user_error(run_cli("slice", run, "--out", tmp_path / "o", "--axes", "xq"), "axes 'xq'")
     (tmp_path / "bad").mkdir()
     np.savez(tmp_path / "bad" / "volume.npz", other=np.zeros(3))
     assert_user_error(run_cli("slice", tmp_path / "bad", "--out", tmp_path / "o"), "ids")

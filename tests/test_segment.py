@@ -168,7 +168,7 @@ def test_batch_counts_follow_the_documented_rule():
     assert source_counts(8, True, ["a", "b"], 0.5) == {"real": 4, "a": 2, "b": 2}
     assert source_counts(8, True, ["a", "b", "c"], 0.5) == {"real": 4, "a": 2, "b": 1, "c": 1}
     assert source_counts(8, False, ["a", "b"], 0.5) == {"a": 4, "b": 4}
-    with pytest.raises(UserError, match="--extra"):
+    with pytest.raises(UserError, match="extras: 5 extra sources but only 4 synthetic patches per batch of 8"):
         source_counts(8, True, list("abcde"), 0.5)
     with pytest.raises(UserError, match="no training data"):
         source_counts(8, False, [], 0.5)

@@ -208,6 +208,16 @@ def test_bad_resumes_are_refused(pairs_dir, tiny_model, tmp_path):
         train_style(pairs_dir, TINY, tmp_path / "new", device="cpu", resume=True, progress=False)
 
 
+def test_training_refuses_to_overwrite_a_model(pairs_dir, tiny_model):
+    """Like segment training: a second training into a model folder needs --resume (CLI: exit 2, model untouched)."""
+    generator = (tiny_model / "generator.pt").read_bytes()
+    with pytest.raises(UserError, match="already holds a trained model"):
+        train_style(pairs_dir, TINY, tiny_model, device="cpu", progress=False)
+    assert_user_error(run_cli("style", "train", "--pairs", pairs_dir, "--out", tiny_model, "--device", "cpu"),
+                      str(tiny_model), "already holds a trained model")
+    assert (tiny_model / "generator.pt").read_bytes() == generator
+
+
 def test_apply_any_size_writes_pairs(tiny_model, tmp_path):
     labels = tmp_path / "labels"
     shapes = {"a": (45, 70), "b": (20, 25), "c": (150, 67)}
@@ -252,7 +262,7 @@ def test_user_errors(pairs_dir, tiny_model, tmp_path):
         load_generator(truncated.parent, torch.device("cpu"))
     with pytest.raises(UserError, match="huge"):
         load_config(StyleConfig, "huge", STYLE_PRESETS)
-    with pytest.raises(UserError, match="--iters"):
+    with pytest.raises(UserError, match="iters 0: must be >= 1"):
         train_style(pairs_dir, TINY, tmp_path / "m", iters=0, device="cpu", progress=False)
     with pytest.raises(UserError, match="crop"):  # the cpu-small crop (128 px) does not fit the 70 x 76 pairs
         train_style(pairs_dir, STYLE_PRESETS["cpu-small"], tmp_path / "m", device="cpu", progress=False)

@@ -143,7 +143,7 @@ def mean_grain_area(labels_dir: str | os.PathLike, boundary_value="auto", thresh
              for _, boundary in load_boundaries(labels_dir, boundary_value, threshold, thin)]
     pooled = np.concatenate(areas)
     if pooled.size == 0:
-        raise UserError(f"{labels_dir}: no grain lies inside an image (all touch the border); check --boundary-value")
+        raise UserError(f"{labels_dir}: no grain lies inside an image (all touch the border); check boundary_value")
     return float(pooled.mean())
 
 
@@ -267,7 +267,7 @@ def growth_exponent(log_rows: Sequence[Mapping]) -> float:
     t, volume = _growth_series(log_rows)
     late = t >= t.max() / 2
     if late.sum() < 2:
-        raise UserError("log: fewer than 2 logged steps in the late half of the run; log more often (--log-every)")
+        raise UserError("log: fewer than 2 logged steps in the late half of the run; log more often (log_every)")
     slope = np.polyfit(np.log(t[late]), np.log(volume[late]), 1)[0]
     return float(slope / 3.0)
 
@@ -342,9 +342,9 @@ def stats_run(out: str | os.PathLike, label_folders: Sequence[str | os.PathLike]
     one holding ``labels/``), side by side, and/or the growth report of a simulation log; writes
     run.json. Returns {"datasets": name -> summary, "growth_exponent": n or None}."""
     if not label_folders and log is None:
-        raise UserError("stats: give a LABELS_DIR, or --log RUN_DIR/log.csv; see grainforge stats --help")
+        raise UserError("label_folders and log: both empty; give label folders and/or a simulation log.csv")
     if min_area_px < 1:
-        raise UserError(f"--min-area {min_area_px}: must be >= 1 pixel (1 keeps every grain)")
+        raise UserError(f"min_area_px {min_area_px}: must be >= 1 pixel (1 keeps every grain)")
     out = ensure_writable_dir(out)
     record = RunRecord(out, command="stats", seed=None, config={
         "label_folders": [str(f) for f in label_folders], "log": None if log is None else str(log),

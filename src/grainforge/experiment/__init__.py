@@ -46,7 +46,7 @@ def check_same_config(run_dir: Path, config: ExperimentConfig) -> None:
     changed = sorted(k for k in current if k not in RESUMABLE_CHANGES and saved.get(k) != current[k])
     if changed:
         raise UserError(f"{saved_path}: this run folder was started with different {', '.join(changed)}; "
-                        "rerun with the same config or choose a new --out")
+                        "rerun with the same config or choose a new run folder")
 
 
 def run_experiment(config: ExperimentConfig, run_dir: str | Path, jobs: int = 1, progress: bool = True,
@@ -59,7 +59,7 @@ def run_experiment(config: ExperimentConfig, run_dir: str | Path, jobs: int = 1,
     from grainforge.runinfo import RunRecord
 
     if jobs < 1:
-        raise UserError(f"--jobs {jobs}: must be >= 1")
+        raise UserError(f"jobs {jobs}: must be >= 1")
     run_dir = ensure_writable_dir(run_dir)
     check_same_config(run_dir, config)
     save_config(config, run_dir / "config.yaml")

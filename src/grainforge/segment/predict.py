@@ -138,7 +138,7 @@ def predict(model_dir: str | os.PathLike, inputs: Sequence[str | os.PathLike], o
     from grainforge.torchutil import resolve_device
 
     if um_per_px is not None and not um_per_px > 0:
-        raise UserError(f"--um-per-px {um_per_px}: must be > 0 (micrometres per pixel)")
+        raise UserError(f"um_per_px {um_per_px}: must be > 0 (micrometres per pixel)")
     torch_device = resolve_device(device)
     network, config, _ = load_model(model_dir, torch_device)
     files = gather_images(inputs)
