@@ -84,22 +84,20 @@ def golden() -> Iterator[dict[str, np.ndarray]]:
     torch.set_num_threads(threads)
 
 
+def _assert_bit_identical(got: dict[str, np.ndarray], golden: dict[str, np.ndarray], prefix: str) -> None:
+    """Every golden case of ``prefix`` was computed, each equal to the last bit, and none is flat."""
+    assert sorted(got) == sorted(k for k in golden if k.startswith(prefix))
+    for key, array in got.items():
+        assert array.dtype == np.float32 and array.shape == golden[key].shape, key
+        np.testing.assert_array_equal(array, golden[key], err_msg=key)
+        assert golden[key].std() > 0.05, key
+
+
 def test_paint_is_bit_identical_to_golden(golden):
-    got = paint_outputs()
-    assert sorted(got) == sorted(k for k in golden if k.startswith("paint_"))
-    for key, image in got.items():
-        assert image.dtype == np.float32 and image.shape == golden[key].shape, key
-        np.testing.assert_array_equal(image, golden[key], err_msg=key)
-    # dropout changes the pixels, and no case is flat
+    _assert_bit_identical(paint_outputs(), golden, "paint_")
+    # dropout changes the pixels
     assert all(np.abs(golden[f"paint_{h}x{w}_on"] - golden[f"paint_{h}x{w}_off"]).max() > 0.01 for h, w in STYLE_SHAPES)
-    assert all(golden[k].std() > 0.05 for k in got)
 
 
 def test_segment_is_bit_identical_to_golden(golden):
-    got = segment_outputs()
-    assert sorted(got) == sorted(k for k in golden if k.startswith("segment_"))
-    for key, probability in got.items():
-        assert probability.dtype == np.float32 and probability.shape == golden[key].shape, key
-        np.testing.assert_array_equal(probability, golden[key], err_msg=key)
-    assert all(golden[k].std() > 0.05 for k in got)
-
+    _assert_bit_identical(segment_outputs(), golden, "segment_")
