@@ -15,7 +15,7 @@ from grainforge.grains import boundary_from_ids, label_grains
 from grainforge.metrics import average_precision
 from grainforge.segment.config import SEGMENT_PRESETS, SegmentConfig
 from grainforge.segment.inference import full_probability, tiled_probability
-from grainforge.tiling import aligned_layout, aligned_origins, hann_window
+from grainforge.tiling import aligned_layout, aligned_origins
 from grainforge.segment.network import UNet, load_model, save_model
 from grainforge.segment.postprocess import closed_boundaries, postprocess, threshold_boundaries, watershed_regions
 from grainforge.segment.predict import (astm_grain_size_number, gather_images, grain_rows, overlay,
@@ -85,22 +85,6 @@ def test_tiled_prediction_equals_full_image_away_from_seams():
     assert mask.sum() > 2000
     assert np.abs(tiled - full)[mask].max() < 1e-5
     assert np.abs(tiled - full).max() < 0.5  # and the blend stays close near the seams
-
-
-def test_tile_layout_aligns_tiles_to_the_pooling_grid():
-    for length in (1, 100, 256, 1600, 2800):
-        tile, stride, margin, padded = aligned_layout(length, 256, 0.25, 16)
-        assert tile % 16 == stride % 16 == margin % 16 == 0
-        assert padded >= length + 2 * margin or tile < 256
-        origins = aligned_origins(padded, tile, stride)
-        assert origins[-1] + tile == padded
-
-
-def test_hann_window_is_positive_symmetric_and_peaks_in_the_middle():
-    w = hann_window(8, 6)
-    assert (w > 0).all()
-    assert torch.allclose(w, w.flip(0)) and torch.allclose(w, w.flip(1))
-    assert w[3:5, 2:4].min() == w.max()
 
 
 def test_postprocess_closes_a_two_pixel_gap():

@@ -17,7 +17,6 @@ from grainforge.data.io import read_csv, read_image, write_png
 from grainforge.errors import UserError
 from grainforge.grains import boundary_from_ids
 from grainforge.style import STYLE_PRESETS, StyleConfig, apply_style, load_generator, paint, train_style
-from grainforge.tiling import ramp_window, spread_starts
 from grainforge.style.networks import PatchDiscriminator, UnetGenerator, init_weights, unet_depth
 from grainforge import checkpoint
 from grainforge.style.networks import to_signed
@@ -147,15 +146,6 @@ def test_tiling_blends_back_exactly(shape):
     out = paint(Passthrough(), boundary, config, device=torch.device("cpu"), dropout=False)
     assert out.shape == shape
     np.testing.assert_allclose(out, boundary.astype(np.float32), atol=1e-6)
-
-
-def test_tile_layout_covers_with_overlap():
-    for length in (32, 33, 100, 400):
-        starts = spread_starts(length, 32, 0.25)
-        assert starts[0] == 0 and starts[-1] == length - 32
-        assert all(b - a <= 24 for a, b in zip(starts, starts[1:]))  # overlap >= 8 px
-    window = ramp_window(32, 32, 0.25)
-    assert window.min() > 0 and window.max() == 1.0 and window[16, 16] == 1.0
 
 
 def test_training_writes_model_dir(tiny_model):
