@@ -60,7 +60,7 @@ def test_boundary_value_explicit_and_auto():
     assert np.array_equal(label_to_boundary(white, "x", 255), BOUNDARY)
     assert np.array_equal(label_to_boundary(white, "x", "0"), ~BOUNDARY)
     assert np.array_equal(label_to_boundary(255 - white, "x", "auto"), BOUNDARY)
-    with pytest.raises(UserError, match="--boundary-value 'black'"):
+    with pytest.raises(UserError, match="boundary_value 'black'"):
         label_to_boundary(white, "x", "black")
 
 
@@ -70,7 +70,7 @@ def test_threshold_for_antialiased_labels():
     soft = soft.astype(np.uint8)
     assert np.array_equal(label_to_boundary(soft, "x", 255, threshold=127), soft > 127)
     assert np.array_equal(label_to_boundary(soft, "x", 255, threshold=200), BOUNDARY)
-    with pytest.raises(UserError, match=r"x: label is not binary .*--threshold 127"):
+    with pytest.raises(UserError, match=r"x: label is not binary .*pass threshold 127"):
         label_to_boundary(soft, "x", 255, threshold=None)
 
 
@@ -223,7 +223,7 @@ def test_cli_boundary_value_option(tmp_path):
     write_png(tmp_path / "labels" / "a.png", np.full((32, 32), 255, np.uint8))
     result = run_cli("demo-data", "--from-labels", tmp_path / "labels", "--boundary-value", "255",
                      "--out", tmp_path / "out", "--no-progress")
-    assert_user_error(result, "a.png: label has no grain pixels", "--boundary-value (255)")
+    assert_user_error(result, "a.png: label has no grain pixels", "check boundary_value (255)")
     result = run_cli("demo-data", "--from-labels", tmp_path / "labels", "--boundary-value", "7",
                      "--out", tmp_path / "out", "--no-progress")
-    assert_user_error(result, "--boundary-value '7': must be 0, 255 or auto")
+    assert_user_error(result, "boundary_value '7': must be 0, 255 or auto")

@@ -21,7 +21,7 @@ def test_train_test_split_edge_cases():
     assert train_test_split(["a", "b"], 0.01, seed=0)[1] != []  # a positive fraction keeps one test image
     assert len(train_test_split(["a", "b"], 0.99, seed=0)[0]) == 1  # ... and one training image
     assert train_test_split(["a", "b", "c"], 0.0, seed=0) == (["a", "b", "c"], [])
-    with pytest.raises(UserError, match="--test-fraction 1.0"):
+    with pytest.raises(UserError, match="test_fraction 1.0"):
         train_test_split(NAMES, 1.0, seed=0)
 
 

@@ -15,7 +15,8 @@ from grainforge.errors import UserError
 from grainforge.experiment import (RESULT_COLUMNS, RowSpec, load_experiment_config, plan_rows, run_experiment,
                                    run_rows, shipped_configs)
 from grainforge.experiment import artefacts
-from grainforge.experiment.artefacts import PLAIN_BACKGROUND, PLAIN_LINE, RunLayout, prepare_plain
+from grainforge.experiment.artefacts import PLAIN_BACKGROUND, PLAIN_LINE, prepare_plain
+from grainforge.experiment.layout import RunLayout
 from grainforge.experiment.report import aggregate, claim_lines, render_report, table1_lines
 
 
@@ -222,7 +223,7 @@ def test_claim_is_inconclusive_when_no_model_learned_and_spread_is_named():
     assert not any("Inconclusive" in line for line in noisy)
 
 
-def test_cli_report_only_renders_and_summarises(tmp_path: Path):
+def test_cli_report_only_renders_and_summarizes(tmp_path: Path):
     _fake_results(tmp_path / "results.csv")
     result = run_cli("experiment", "demo", "--out", tmp_path, "--report-only")
     assert result.returncode == 0, result.stderr

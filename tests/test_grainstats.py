@@ -65,7 +65,7 @@ def test_voronoi_neighbour_counts_match_scipy_ridges(seed):
     size = 400
     points = np.random.default_rng(seed).uniform(0, size, (400, 2))
     ids = voronoi_ids(points, size)
-    labels = grainstats.grain_labels(boundary_from_ids(ids))
+    labels = grainstats.label_grains_min_area(boundary_from_ids(ids))
     counts = grainstats.neighbour_counts(labels)
     seed_of_label = np.zeros(labels.max() + 1, dtype=np.int64)
     seed_of_label[labels] = ids
@@ -92,7 +92,7 @@ def test_fragments_below_min_area_count_as_boundary():
     boundary[4, 4] = False  # a 1-pixel grain inside a boundary ring
     assert label_grains(boundary).max() == 17
     fragment = label_grains(boundary)[4, 4]
-    labels = grainstats.grain_labels(boundary)
+    labels = grainstats.label_grains_min_area(boundary)
     assert labels[4, 4] == 0 and np.array_equal(labels[labels > 0], label_grains(boundary)[labels > 0])
     assert len(grainstats.grain_table(boundary)) == 17  # every grain of label_grains, fragment included
     rows = grainstats.grain_table(boundary, min_area_px=3)
@@ -134,7 +134,7 @@ def test_folder_stats_and_mean_area(tmp_path: Path):
     rows = grainstats.folder_grain_tables(tmp_path / "squares", boundary_value=0)
     assert {r["image"] for r in rows} == {"img00", "img01"} and len(rows) == 36 + 25
     assert grainstats.mean_grain_area(tmp_path / "squares", boundary_value="auto") == 81.0
-    summary = grainstats.summarise(rows)
+    summary = grainstats.summarize(rows)
     assert summary["n_interior_grains"] == 16 + 9 and summary["mean_edges"] == 4.0
     assert summary["lognormal_sigma"] == 0.0
 
@@ -167,4 +167,4 @@ def test_stats_cli_bad_inputs(tmp_path: Path):
     assert_user_error(run_cli("stats", "--log", tmp_path / "nowhere", "--out", tmp_path / "o"), "log.csv")
     write_label_folder(tmp_path / "labels", [square_tiling(10, 3)])
     assert_user_error(run_cli("stats", tmp_path / "labels", "--boundary-value", "7", "--out", tmp_path / "o"),
-                      "--boundary-value")
+                      "boundary_value '7': must be 0, 255 or auto")

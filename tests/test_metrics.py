@@ -360,4 +360,4 @@ def test_cli_bad_inputs_exit_2(label_folders, tmp_path):
     assert_user_error(run_cli("evaluate", tmp_path / "empty", true_dir), "empty", "no images")
     assert_user_error(run_cli("evaluate", tmp_path / "nowhere", true_dir), "nowhere")
     assert_user_error(run_cli("evaluate", pred_dir, true_dir, "--boundary-value", "128"), "--boundary-value")
-    assert_user_error(run_cli("evaluate", pred_dir, true_dir, "--ari", "pixels"), "--ari")
+    assert_user_error(run_cli("evaluate", pred_dir, true_dir, "--ari", "pixels"), "ari_mode: unknown mode 'pixels'")

@@ -178,7 +178,7 @@ def test_cli_demo_data(tmp_path):
     (["--n", "0"], "--n 0"),
     (["--size", "8"], "--size 8"),
     (["--mean-grain-area", "2"], "--mean-grain-area"),
-    (["--test-fraction", "1.5"], "--test-fraction 1.5"),
+    (["--test-fraction", "1.5"], "test_fraction 1.5: must be in [0, 1)"),
 ])
 def test_cli_demo_data_bad_options(tmp_path, args, fragment):
     assert_user_error(run_cli("demo-data", "--out", tmp_path / "x", "--no-progress", *args), fragment)

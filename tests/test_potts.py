@@ -284,7 +284,7 @@ def test_parse_size():
     assert parse_size("64") == (64, 64, 64)
     assert parse_size("64,64,32") == parse_size("64 64 32") == parse_size((64, 64, 32)) == (64, 64, 32)
     for bad in ("63", "0", "64,64", "abc", 2, (64, 64, 30, 2)):
-        with pytest.raises(UserError, match="--size"):
+        with pytest.raises(UserError, match="^size "):
             parse_size(bad)
     with pytest.raises(UserError, match="uint32"):
         parse_size(1626)
@@ -292,14 +292,16 @@ def test_parse_size():
 
 def test_memory_check():
     assert check_memory((400, 400, 400), available=int(1.5 * 2**30)) <= 1.5 * 2**30  # the paper's lattice fits
-    with pytest.raises(UserError, match=r"--size 400x400x400: needs about .* GiB"):
+    with pytest.raises(UserError, match=r"size 400x400x400: needs about .* GiB"):
         check_memory((400, 400, 400), available=2**28)
 
 
 @pytest.mark.parametrize("options, fragment", [
-    ({"kT": -1.0}, "--kT"), ({"mcs": -1}, "--mcs"), ({"mcs": None}, "--mcs"), ({"threads": 0}, "--threads"),
-    ({"proposal": "any"}, "--proposal"), ({"target_grain_size": -2.0}, "--target-grain-size"),
-    ({"target_kind": "volume"}, "--target-kind"), ({"checkpoint_every": 2}, "--out"), ({"resume": True}, "--out"),
+    ({"kT": -1.0}, "^kT -1.0: "), ({"mcs": -1}, "^mcs -1: "), ({"mcs": None}, "^mcs: "), ({"threads": 0}, "^threads 0: "),
+    ({"proposal": "any"}, "^proposal 'any': "), ({"target_grain_size": -2.0}, "^target_grain_size -2.0: "),
+    ({"target_kind": "volume"}, "^target_kind 'volume': "),
+    ({"checkpoint_every": 2}, r"^checkpoint_every: needs an output folder \(out\)"),
+    ({"resume": True}, "^resume: needs the out folder"),
 ])
 def test_bad_options_are_user_errors(options, fragment):
     kwargs = {"size": 8, "mcs": 2, **options}
@@ -315,7 +317,8 @@ def test_cli_runs_and_writes_the_run_directory(tmp_path):
 
 
 @pytest.mark.parametrize("args, fragment", [
-    (["--size", "15"], "--size"), (["--size", "0"], "--size"), (["--kT", "-0.5"], "--kT"),
+    (["--size", "15"], "size '15': every side must be even"), (["--size", "0"], "size '0': every side must be even"),
+    (["--kT", "-0.5"], "kT -0.5: must be a finite number >= 0"),
 ])
 def test_cli_bad_input_is_one_line_and_writes_nothing(tmp_path, args, fragment):
     out = tmp_path / "run"

@@ -14,7 +14,7 @@ from conftest import assert_user_error, run_cli
 from grainforge import sections
 from grainforge.data.io import read_csv, read_image, write_npz
 from grainforge.grains import boundary_from_ids, label_grains
-from grainforge.grainstats import grain_labels, interior_areas
+from grainforge.grainstats import interior_areas, label_grains_min_area
 
 
 def voronoi_volume(size: int, n_grains: int, seed: int = 0) -> np.ndarray:
@@ -84,7 +84,7 @@ def test_match_mean_area_hits_the_target():
     planes = [ids for _, ids in sections.iter_sections(volume, "xyz", 8)]
     for target in (150.0, 600.0):
         zoom = sections.zoom_for_mean_area(planes, target)
-        got = np.concatenate([interior_areas(grain_labels(sections.section_labels(sections.zoom_ids(
+        got = np.concatenate([interior_areas(label_grains_min_area(sections.section_labels(sections.zoom_ids(
             sections.relabel(p), zoom))[1])) for p in planes]).mean()
         assert got == pytest.approx(target, rel=0.06)
 
@@ -109,7 +109,7 @@ def test_slice_run_writes_labels_ids_and_manifest(tmp_path: Path):
         assert np.array_equal(label == 255, boundary_from_ids(ids))  # closed 1-pixel boundary of the ids
         grains = label_grains(label == 255)
         assert all(len(np.unique(ids[grains == g])) == 1 for g in range(1, grains.max() + 1))
-        assert row["n_grains"] == len(np.unique(grain_labels(label == 255))) - 1
+        assert row["n_grains"] == len(np.unique(label_grains_min_area(label == 255))) - 1
     assert (tmp_path / "out" / "run.json").is_file()
 
 
@@ -120,10 +120,10 @@ def test_slice_cli_and_bad_inputs(tmp_path: Path):
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in (tmp_path / "out" / "labels").iterdir()) == ["x0000.png", "x0008.png"]
     assert_user_error(run_cli("slice", run, "--out", tmp_path / "o", "--zoom", "2", "--match-mean-area", "100"),
-                      "--zoom", "--match-mean-area")
+                      "zoom and match_mean_area both given")
     assert_user_error(run_cli("slice", tmp_path / "nowhere", "--out", tmp_path / "o"), "nowhere")
-    assert_user_error(run_cli("slice", run, "--out", tmp_path / "o", "--crop", "40"), "--crop")
-    assert_user_error(run_cli("slice", run, "--out", tmp_path / "o", "--axes", "xq"), "--axes")
+    assert_user_error(run_cli("slice", run, "--out", tmp_path / "o", "--crop", "40"), "crop 40: larger than the sections")
+    assert_user_error(run_cli("slice", run, "--out", tmp_path / "o", "--axes", "xq"), "axes 'xq'")
     (tmp_path / "bad").mkdir()
     np.savez(tmp_path / "bad" / "volume.npz", other=np.zeros(3))
     assert_user_error(run_cli("slice", tmp_path / "bad", "--out", tmp_path / "o"), "ids")

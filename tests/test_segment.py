@@ -14,7 +14,8 @@ from grainforge.errors import UserError
 from grainforge.grains import boundary_from_ids, label_grains
 from grainforge.metrics import average_precision
 from grainforge.segment.config import SEGMENT_PRESETS, SegmentConfig
-from grainforge.segment.inference import full_probability, hann_window, tile_layout, tile_origins, tiled_probability
+from grainforge.segment.inference import full_probability, tiled_probability
+from grainforge.tiling import aligned_layout, aligned_origins
 from grainforge.segment.network import UNet, load_model, save_model
 from grainforge.segment.postprocess import closed_boundaries, postprocess, threshold_boundaries, watershed_regions
 from grainforge.segment.predict import (astm_grain_size_number, gather_images, grain_rows, overlay,
@@ -51,7 +52,7 @@ def test_unet_keeps_size_and_gives_two_class_logits():
     assert net(torch.rand(2, 1, 48, 40)).shape == (2, 2, 48, 40)
 
 
-@pytest.mark.parametrize("shape", [(150, 230), (37, 300), (5, 9)])
+@pytest.mark.parametrize("shape", [(150, 230), (37, 300), (5, 9), (1, 40)])
 def test_tiling_pads_blends_and_crops_exactly(shape):
     """A pointwise net makes every tile exact, so the blend must reproduce it everywhere (edges, tiny images)."""
     image = np.random.default_rng(1).random(shape, dtype=np.float32)
@@ -70,10 +71,10 @@ def test_tiled_prediction_equals_full_image_away_from_seams():
     tiled = tiled_probability(net, image, tile=tile, overlap=overlap, tile_batch=3)
 
     def good_axis(length: int) -> np.ndarray:
-        tile_len, stride, margin, padded = tile_layout(length, tile, overlap, net.size_multiple)
+        tile_len, stride, margin, padded = aligned_layout(length, tile, overlap, net.size_multiple)
         padded_index = np.arange(length) + margin
         good = np.ones(length, dtype=bool)
-        for start in tile_origins(padded, tile_len, stride):
+        for start in aligned_origins(padded, tile_len, stride):
             inside = (padded_index >= start) & (padded_index < start + tile_len)
             offset = padded_index - start
             good &= ~inside | ((offset >= radius) & (offset < tile_len - radius))
@@ -84,22 +85,6 @@ def test_tiled_prediction_equals_full_image_away_from_seams():
     assert mask.sum() > 2000
     assert np.abs(tiled - full)[mask].max() < 1e-5
     assert np.abs(tiled - full).max() < 0.5  # and the blend stays close near the seams
-
-
-def test_tile_layout_aligns_tiles_to_the_pooling_grid():
-    for length in (1, 100, 256, 1600, 2800):
-        tile, stride, margin, padded = tile_layout(length, 256, 0.25, 16)
-        assert tile % 16 == stride % 16 == margin % 16 == 0
-        assert padded >= length + 2 * margin or tile < 256
-        origins = tile_origins(padded, tile, stride)
-        assert origins[-1] + tile == padded
-
-
-def test_hann_window_is_positive_symmetric_and_peaks_in_the_middle():
-    w = hann_window(8, 6)
-    assert (w > 0).all()
-    assert torch.allclose(w, w.flip(0)) and torch.allclose(w, w.flip(1))
-    assert w[3:5, 2:4].min() == w.max()
 
 
 def test_postprocess_closes_a_two_pixel_gap():
@@ -167,7 +152,7 @@ def test_batch_counts_follow_the_documented_rule():
     assert source_counts(8, True, ["a", "b"], 0.5) == {"real": 4, "a": 2, "b": 2}
     assert source_counts(8, True, ["a", "b", "c"], 0.5) == {"real": 4, "a": 2, "b": 1, "c": 1}
     assert source_counts(8, False, ["a", "b"], 0.5) == {"a": 4, "b": 4}
-    with pytest.raises(UserError, match="--extra"):
+    with pytest.raises(UserError, match="extras: 5 extra sources but only 4 synthetic patches per batch of 8"):
         source_counts(8, True, list("abcde"), 0.5)
     with pytest.raises(UserError, match="no training data"):
         source_counts(8, False, [], 0.5)

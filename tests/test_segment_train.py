@@ -129,7 +129,7 @@ def test_training_refuses_to_overwrite_or_resume_nothing(pairs, tiny_model, tmp_
         train_segmenter(pairs["real"], tiny_model, TINY, progress=False)
     with pytest.raises(UserError, match="nothing to resume"):
         train_segmenter(pairs["real"], tmp_path / "new", TINY, resume=True, progress=False)
-    with pytest.raises(UserError, match="--real-fraction"):
+    with pytest.raises(UserError, match=r"real_fraction 1.5: must be in \[0, 1\]"):
         train_segmenter(pairs["real"], tmp_path / "new2", TINY, real_fraction=1.5, progress=False)
 
 
@@ -189,7 +189,7 @@ def test_cli_bad_model_files_are_one_line_errors(tiny_model, pairs, tmp_path):
     (tmp_path / "corrupt" / "best.pt").write_bytes((tiny_model / "best.pt").read_bytes()[:500])
     assert_user_error(run_cli("segment", "predict", tmp_path / "corrupt", image, "--out", tmp_path / "o"),
                       "best.pt", "corrupt")
-    with pytest.raises(UserError, match="--um-per-px"):
+    with pytest.raises(UserError, match="um_per_px -1.0: must be > 0"):
         predict(tiny_model, [image], tmp_path / "o", um_per_px=-1.0, progress=False)
 
 

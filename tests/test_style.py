@@ -17,7 +17,6 @@ from grainforge.data.io import read_csv, read_image, write_png
 from grainforge.errors import UserError
 from grainforge.grains import boundary_from_ids
 from grainforge.style import STYLE_PRESETS, StyleConfig, apply_style, load_generator, paint, train_style
-from grainforge.style.apply import blend_window, tile_starts
 from grainforge.style.networks import PatchDiscriminator, UnetGenerator, init_weights, unet_depth
 from grainforge import checkpoint
 from grainforge.style.networks import to_signed
@@ -149,15 +148,6 @@ def test_tiling_blends_back_exactly(shape):
     np.testing.assert_allclose(out, boundary.astype(np.float32), atol=1e-6)
 
 
-def test_tile_layout_covers_with_overlap():
-    for length in (32, 33, 100, 400):
-        starts = tile_starts(length, 32, 0.25)
-        assert starts[0] == 0 and starts[-1] == length - 32
-        assert all(b - a <= 24 for a, b in zip(starts, starts[1:]))  # overlap >= 8 px
-    window = blend_window(32, 0.25)
-    assert window.min() > 0 and window.max() == 1.0 and window[16, 16] == 1.0
-
-
 def test_training_writes_model_dir(tiny_model):
     for name in ("generator.pt", "checkpoint.pt", "config.yaml", "losses.csv", "run.json",
                  "samples/iter_000002.png", "samples/iter_000004.png"):
@@ -208,6 +198,16 @@ def test_bad_resumes_are_refused(pairs_dir, tiny_model, tmp_path):
         train_style(pairs_dir, TINY, tmp_path / "new", device="cpu", resume=True, progress=False)
 
 
+def test_training_refuses_to_overwrite_a_model(pairs_dir, tiny_model):
+    """Like segment training: a second training into a model folder needs --resume (CLI: exit 2, model untouched)."""
+    generator = (tiny_model / "generator.pt").read_bytes()
+    with pytest.raises(UserError, match="already holds a trained model"):
+        train_style(pairs_dir, TINY, tiny_model, device="cpu", progress=False)
+    assert_user_error(run_cli("style", "train", "--pairs", pairs_dir, "--out", tiny_model, "--device", "cpu"),
+                      str(tiny_model), "already holds a trained model")
+    assert (tiny_model / "generator.pt").read_bytes() == generator
+
+
 def test_apply_any_size_writes_pairs(tiny_model, tmp_path):
     labels = tmp_path / "labels"
     shapes = {"a": (45, 70), "b": (20, 25), "c": (150, 67)}
@@ -252,7 +252,7 @@ def test_user_errors(pairs_dir, tiny_model, tmp_path):
         load_generator(truncated.parent, torch.device("cpu"))
     with pytest.raises(UserError, match="huge"):
         load_config(StyleConfig, "huge", STYLE_PRESETS)
-    with pytest.raises(UserError, match="--iters"):
+    with pytest.raises(UserError, match="iters 0: must be >= 1"):
         train_style(pairs_dir, TINY, tmp_path / "m", iters=0, device="cpu", progress=False)
     with pytest.raises(UserError, match="crop"):  # the cpu-small crop (128 px) does not fit the 70 x 76 pairs
         train_style(pairs_dir, STYLE_PRESETS["cpu-small"], tmp_path / "m", device="cpu", progress=False)

@@ -37,6 +37,16 @@ _TRAIN_HINT = {
 }
 
 
+def check_start(checkpoint_path: Path, resume: bool) -> None:
+    """UserError unless a training may start in the folder of ``checkpoint_path``: resuming needs the
+    checkpoint; a new training refuses to overwrite the model of an earlier one."""
+    if resume and not checkpoint_path.is_file():
+        raise UserError(f"{checkpoint_path}: nothing to resume; start a new training (resume off)")
+    if not resume and checkpoint_path.is_file():
+        raise UserError(f"{checkpoint_path.parent}: already holds a trained model; resume it or choose another "
+                        "output folder")
+
+
 def save(path: str | os.PathLike, kind: str, config: dict, **payload) -> None:
     """Write ``payload`` (tensors, state dicts, numbers, strings, lists) tagged with ``kind``, atomically."""
     if kind not in KINDS:

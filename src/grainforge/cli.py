@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from grainforge.commands import demo_data, evaluate, experiment, segment, simulate, slice, stats, style
+from grainforge.commands import demo_data, evaluate, experiment, segment, simulate, slice_sections, stats, style
 from grainforge.errors import UserError
 
 app = typer.Typer(
@@ -22,7 +22,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command("simulate")(simulate.simulate)
-app.command("slice")(slice.slice_volume)
+app.command("slice")(slice_sections.slice_volume)
 app.command("stats")(stats.stats)
 app.command("demo-data")(demo_data.demo_data)
 app.command("evaluate")(evaluate.evaluate)

@@ -36,7 +36,7 @@ AREA_BINS = np.linspace(0.0, 5.0, 41)  # bins of area / mean area for the normal
 MIN_AREA_PX = 3
 
 
-def grain_labels(boundary: np.ndarray, min_area_px: int = MIN_AREA_PX) -> np.ndarray:
+def label_grains_min_area(boundary: np.ndarray, min_area_px: int = MIN_AREA_PX) -> np.ndarray:
     """:func:`grainforge.grains.label_grains` of a bool boundary map with the grains below
     ``min_area_px`` pixels set to 0 (boundary); the other grains keep their numbers."""
     labels = label_grains(boundary)
@@ -96,7 +96,7 @@ def grain_table(boundary: np.ndarray, min_contact: int = 2, min_area_px: int = 1
     :func:`grainforge.grains.label_grains`: grain (its label), area_px, equivalent_diameter_px
     (diameter of the circle of the same area), n_neighbours, touches_border. Grains below
     ``min_area_px`` get no row and count as boundary (default: every grain has a row)."""
-    labels = grain_labels(boundary, min_area_px)
+    labels = label_grains_min_area(boundary, min_area_px)
     areas = grain_areas(labels)
     edges = neighbour_counts(labels, min_contact)
     border = touches_border(labels)
@@ -139,15 +139,15 @@ def _as_bool(value) -> bool:
 def mean_grain_area(labels_dir: str | os.PathLike, boundary_value="auto", threshold: int = 127,
                     thin: bool = False) -> float:
     """Mean area (pixels) of the interior grains over all label images of a folder."""
-    areas = [interior_areas(grain_labels(boundary))
+    areas = [interior_areas(label_grains_min_area(boundary))
              for _, boundary in load_boundaries(labels_dir, boundary_value, threshold, thin)]
     pooled = np.concatenate(areas)
     if pooled.size == 0:
-        raise UserError(f"{labels_dir}: no grain lies inside an image (all touch the border); check --boundary-value")
+        raise UserError(f"{labels_dir}: no grain lies inside an image (all touch the border); check boundary_value")
     return float(pooled.mean())
 
 
-def summarise(rows: Sequence[Mapping]) -> dict:
+def summarize(rows: Sequence[Mapping]) -> dict:
     """Summary of the interior grains of grain rows: counts, area (pixels) mean/median/std,
     equivalent diameter mean, edges mean, and the log-normal fit (mu, sigma of ln(area / mean))."""
     inner = interior(rows)
@@ -216,7 +216,7 @@ def plot_grain_distributions(datasets: Mapping[str, Sequence[Mapping]], path: st
     max_edges = _max_edges(datasets)
     fine = np.linspace(0.01, AREA_BINS[-1], 300)
     for k, (name, rows) in enumerate(datasets.items()):
-        summary = summarise(rows)
+        summary = summarize(rows)
         colour = f"C{k}"
         ax_area.step(centres, area_distribution(rows), where="mid", color=colour,
                      label=f"{name} (n={summary['n_interior_grains']})")
@@ -243,7 +243,7 @@ def write_grain_report(datasets: Mapping[str, Sequence[Mapping]], out: str | os.
     out = Path(out)
     columns = ("dataset", "image", *GRAIN_COLUMNS)
     write_csv(out / "grains.csv", ({"dataset": name, **row} for name, rows in datasets.items() for row in rows), columns)
-    summaries = {name: summarise(rows) for name, rows in datasets.items()}
+    summaries = {name: summarize(rows) for name, rows in datasets.items()}
     write_csv(out / "summary.csv", ({"dataset": name, **s} for name, s in summaries.items()),
               ["dataset", *max(summaries.values(), key=len)])
     write_json(out / "summary.json", summaries)
@@ -267,7 +267,7 @@ def growth_exponent(log_rows: Sequence[Mapping]) -> float:
     t, volume = _growth_series(log_rows)
     late = t >= t.max() / 2
     if late.sum() < 2:
-        raise UserError("log: fewer than 2 logged steps in the late half of the run; log more often (--log-every)")
+        raise UserError("log: fewer than 2 logged steps in the late half of the run; log more often (log_every)")
     slope = np.polyfit(np.log(t[late]), np.log(volume[late]), 1)[0]
     return float(slope / 3.0)
 
@@ -342,9 +342,9 @@ def stats_run(out: str | os.PathLike, label_folders: Sequence[str | os.PathLike]
     one holding ``labels/``), side by side, and/or the growth report of a simulation log; writes
     run.json. Returns {"datasets": name -> summary, "growth_exponent": n or None}."""
     if not label_folders and log is None:
-        raise UserError("stats: give a LABELS_DIR, or --log RUN_DIR/log.csv; see grainforge stats --help")
+        raise UserError("label_folders and log: both empty; give label folders and/or a simulation log.csv")
     if min_area_px < 1:
-        raise UserError(f"--min-area {min_area_px}: must be >= 1 pixel (1 keeps every grain)")
+        raise UserError(f"min_area_px {min_area_px}: must be >= 1 pixel (1 keeps every grain)")
     out = ensure_writable_dir(out)
     record = RunRecord(out, command="stats", seed=None, config={
         "label_folders": [str(f) for f in label_folders], "log": None if log is None else str(log),

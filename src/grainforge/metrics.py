@@ -539,7 +539,7 @@ def evaluate_folders(pred_dir: str | os.PathLike, true_dir: str | os.PathLike, b
     label is a UserError naming the file.
     """
     if ari_mode not in ARI_MODES:
-        raise UserError(f"--ari: unknown mode '{ari_mode}'; use one of {', '.join(ARI_MODES)}")
+        raise UserError(f"ari_mode: unknown mode '{ari_mode}'; use one of {', '.join(ARI_MODES)}")
     items = [(stem, pred, true, boundary_value, ari_mode) for stem, pred, true in pair_files(pred_dir, true_dir)]
     return _pool_map(_evaluate_files, items, workers, progress, "evaluating")
 

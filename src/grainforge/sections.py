@@ -28,7 +28,7 @@ from grainforge.data.io import ensure_writable_dir, write_boundary_png, write_cs
 from grainforge.data.split import grid_tiles
 from grainforge.errors import UserError
 from grainforge.grains import boundary_from_ids
-from grainforge.grainstats import grain_areas, grain_labels, interior_areas
+from grainforge.grainstats import grain_areas, interior_areas, label_grains_min_area
 from grainforge.labelwidth import draw_at_width
 from grainforge.potts import load_volume
 from grainforge.progress import progress_bar
@@ -64,7 +64,7 @@ def zoom_ids(ids2d: np.ndarray, zoom: float, smoothing: float = SMOOTHING_PX) ->
     """
     ids2d = np.asarray(ids2d)
     if zoom <= 0:
-        raise UserError(f"--zoom {zoom}: must be > 0")
+        raise UserError(f"zoom {zoom}: must be > 0")
     out_shape = (max(1, round(ids2d.shape[0] * zoom)), max(1, round(ids2d.shape[1] * zoom)))
     sigma = max(smoothing, 0.5 / zoom)
     return _vote_zoom(np.ascontiguousarray(ids2d), out_shape[0], out_shape[1], float(zoom), float(sigma),
@@ -138,10 +138,10 @@ def zoom_for_mean_area(sections: list[np.ndarray], target_area_px: float) -> flo
     for ids2d in sections:
         ids, boundary = section_labels(ids2d)
         region_areas.append(interior_areas(ids))
-        label_areas.append(interior_areas(grain_labels(boundary)))
+        label_areas.append(interior_areas(label_grains_min_area(boundary)))
     regions, labels = np.concatenate(region_areas), np.concatenate(label_areas)
     if regions.size == 0 or labels.size == 0:
-        raise UserError("--match-mean-area: no grain lies inside a section (all touch the border); use --zoom instead")
+        raise UserError("match_mean_area: no grain lies inside a section (all touch the border); give a zoom instead")
     a = float(regions.mean())
     d = max(a - float(labels.mean()), 0.0)
     return (d + math.sqrt(d * d + 4.0 * a * target_area_px)) / (2.0 * a)
@@ -236,8 +236,8 @@ def slice_run(run_dir: str | os.PathLike, out: str | os.PathLike, axes: str = AX
     zoomed = [round(n * (zoom or 1.0)) for n in volume.shape]
     smallest_side = min(zoomed[d] for a in axes for d in range(3) if d != AXES.index(a))
     if crop is not None and crop > smallest_side:
-        raise UserError(f"--crop {crop}: larger than the sections ({smallest_side} pixels on a side after zoom); "
-                        "use a smaller --crop or a larger --zoom")
+        raise UserError(f"crop {crop}: larger than the sections ({smallest_side} pixels on a side after zoom); "
+                        "use a smaller crop or a larger zoom")
     rows = []
     with record.phase("slice"), progress_bar(disable=not progress) as bar:
         task = bar.add_task("slicing", total=len(sections))
@@ -262,7 +262,7 @@ def _write_image(out: Path, stem: str, axis: str, index: int, row: int, col: int
         boundary = draw_at_width(boundary, boundary_width)
     write_boundary_png(out / "labels" / f"{stem}.png", boundary)
     write_tiff(out / "ids" / f"{stem}.tif", ids.astype(np.uint16 if ids.max(initial=0) < 2**16 else np.uint32))
-    labels = grain_labels(boundary)
+    labels = label_grains_min_area(boundary)
     areas = interior_areas(labels)
     return {
         "stem": stem, "axis": axis, "index": index, "tile_row": row, "tile_col": col,
@@ -273,14 +273,14 @@ def _write_image(out: Path, stem: str, axis: str, index: int, row: int, col: int
 
 def _check_options(axes: str, stride: int, zoom: float | None, match_mean_area: float | None, crop: int | None) -> None:
     if not axes or set(axes) - set(AXES) or len(set(axes)) != len(axes):
-        raise UserError(f"--axes {axes!r}: use one or more distinct letters of 'xyz', e.g. --axes xy")
+        raise UserError(f"axes {axes!r}: use one or more distinct letters of 'xyz', e.g. 'xy'")
     if stride < 1:
-        raise UserError(f"--stride {stride}: must be >= 1")
+        raise UserError(f"stride {stride}: must be >= 1")
     if zoom is not None and match_mean_area is not None:
-        raise UserError("--zoom and --match-mean-area both given; pass only one")
+        raise UserError("zoom and match_mean_area both given; pass only one")
     if zoom is not None and not zoom > 0:
-        raise UserError(f"--zoom {zoom}: must be > 0")
+        raise UserError(f"zoom {zoom}: must be > 0")
     if match_mean_area is not None and not match_mean_area > 0:
-        raise UserError(f"--match-mean-area {match_mean_area}: must be a positive area in pixels")
+        raise UserError(f"match_mean_area {match_mean_area}: must be a positive area in pixels")
     if crop is not None and crop < 1:
-        raise UserError(f"--crop {crop}: must be a tile size of at least 1 pixel")
+        raise UserError(f"crop {crop}: must be a tile size of at least 1 pixel")

@@ -18,9 +18,9 @@ def resolve_device(name: str = "auto") -> torch.device:
         return torch.device("cpu")
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise UserError("--device cuda asked for, but torch sees no CUDA GPU; use --device auto or cpu")
+            raise UserError("device cuda asked for, but torch sees no CUDA GPU; use device auto or cpu")
         return torch.device(name)
-    raise UserError(f"--device {name!r} is not one of auto, cpu, cuda")
+    raise UserError(f"device {name!r} is not one of auto, cpu, cuda")
 
 
 def seed_everything(seed: int) -> torch.Generator:

@@ -23,6 +23,8 @@ def stats(
     from grainforge.errors import UserError
     from grainforge.grainstats import stats_run
 
+    if labels_dir is None and log is None:
+        raise UserError("stats: give a LABELS_DIR, or --log RUN_DIR/log.csv; see grainforge stats --help")
     if compare is not None and labels_dir is None:
         raise UserError("--compare: needs a LABELS_DIR to compare with")
     folders = [folder for folder in (labels_dir, compare) if folder is not None]

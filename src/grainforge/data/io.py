@@ -35,7 +35,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise UserError(f"cannot create folder {path.parent}: {err.strerror}; choose a writable --out") from err
+        raise UserError(f"cannot create folder {path.parent}: {err.strerror}; choose a writable output folder") from err
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
@@ -56,7 +56,7 @@ def ensure_writable_dir(path: str | os.PathLike) -> Path:
         with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test"):
             pass
     except OSError as err:
-        raise UserError(f"output folder {path} is not writable ({err.strerror}); choose another --out") from err
+        raise UserError(f"output folder {path} is not writable ({err.strerror}); choose another output folder") from err
     return path
 
 

@@ -49,7 +49,7 @@ def _parse_boundary_value(boundary_value) -> str | int:
     text = str(boundary_value).strip().lower()
     if text in ("auto", "0", "255"):
         return text if text == "auto" else int(text)
-    raise UserError(f"--boundary-value {boundary_value!r}: must be 0, 255 or auto")
+    raise UserError(f"boundary_value {boundary_value!r}: must be 0, 255 or auto")
 
 
 def _to_8bit_scale(label: np.ndarray) -> np.ndarray:
@@ -75,7 +75,7 @@ def label_to_boundary(label: np.ndarray, where: str, boundary_value="auto", thre
     grey = (scaled > _NEAR) & (scaled < 255 - _NEAR)
     if threshold is None and grey.any():
         raise UserError(f"{where}: label is not binary ({int(grey.sum())} pixels between 0 and 255, e.g. anti-aliased "
-                        f"edges); pass --threshold 127 to binarise it, or save it with only 0 and 255")
+                        f"edges); pass threshold 127 to binarise it, or save it with only 0 and 255")
     if threshold is not None and grey.mean() > MAX_GREY_FRACTION:
         raise UserError(f"{where}: label is not binary ({100 * grey.mean():.0f} % mid-grey pixels: a micrograph or a "
                         f"grain-id map?); labels must be black/white boundary maps (255 or 0 = boundary)")
@@ -88,9 +88,9 @@ def label_to_boundary(label: np.ndarray, where: str, boundary_value="auto", thre
         boundary = high if high.sum() <= high.size - high.sum() else ~high
     if not boundary.any():
         raise UserError(f"{where}: label has no boundary pixels (it is uniform{'' if mode == 'auto' else ' on the boundary side'}); "
-                        f"check the file, --boundary-value ({boundary_value}) and --threshold")
+                        f"check the file, boundary_value ({boundary_value}) and threshold")
     if boundary.all():
-        raise UserError(f"{where}: label has no grain pixels (all boundary); check --boundary-value ({boundary_value})")
+        raise UserError(f"{where}: label has no grain pixels (all boundary); check boundary_value ({boundary_value})")
     if thin:
         from skimage.morphology import thin as skeleton_thin
 

@@ -26,7 +26,7 @@ def train_test_split(names: Sequence[str], test_fraction: float, seed: int) -> t
     With 0 < test_fraction and at least two names, both sides keep at least one name.
     """
     if not 0.0 <= test_fraction < 1.0:
-        raise UserError(f"--test-fraction {test_fraction}: must be in [0, 1); e.g. 0.25")
+        raise UserError(f"test_fraction {test_fraction}: must be in [0, 1); e.g. 0.25")
     shuffled = _shuffled(names, seed)
     n_test = int(round(test_fraction * len(shuffled)))
     if test_fraction > 0 and len(shuffled) >= 2:

@@ -4,6 +4,10 @@ beyond-the-paper microscope baseline, run from one config into one run folder wi
 ``run_experiment`` = build the shared artefacts (real split, simulation, sections, plain and
 microscope images, one pix2pix per real fraction) -> train/score one U-Net per result row
 (resumable, ``jobs`` in parallel) -> render report.md.
+
+Modules, each importing only those before it: ``config`` (the experiment config) -> ``layout``
+(run folder paths, done markers) -> ``paper`` (the paper's numbers), ``runner`` (row plan, resumable
+results.csv) -> ``artefacts`` (shared inputs), ``rows`` (one U-Net per row) -> ``figures`` -> ``report``.
 """
 
 from __future__ import annotations
@@ -16,9 +20,10 @@ import yaml
 from grainforge.config import config_to_dict, save_config
 from grainforge.data.io import ensure_writable_dir
 from grainforge.errors import UserError
-from grainforge.experiment.artefacts import RunLayout, prepare_artefacts
+from grainforge.experiment.artefacts import prepare_artefacts
 from grainforge.experiment.config import (BUILTIN_DEMO, TABLES, ExperimentConfig, load_experiment_config,
                                           shipped_configs)
+from grainforge.experiment.layout import RunLayout
 from grainforge.experiment.report import render_report
 from grainforge.experiment.rows import compute_row
 from grainforge.experiment.runner import RESULT_COLUMNS, RowFunction, RowSpec, plan_rows, read_results, run_rows
@@ -41,7 +46,7 @@ def check_same_config(run_dir: Path, config: ExperimentConfig) -> None:
     changed = sorted(k for k in current if k not in RESUMABLE_CHANGES and saved.get(k) != current[k])
     if changed:
         raise UserError(f"{saved_path}: this run folder was started with different {', '.join(changed)}; "
-                        "rerun with the same config or choose a new --out")
+                        "rerun with the same config or choose a new run folder")
 
 
 def run_experiment(config: ExperimentConfig, run_dir: str | Path, jobs: int = 1, progress: bool = True,
@@ -54,7 +59,7 @@ def run_experiment(config: ExperimentConfig, run_dir: str | Path, jobs: int = 1,
     from grainforge.runinfo import RunRecord
 
     if jobs < 1:
-        raise UserError(f"--jobs {jobs}: must be >= 1")
+        raise UserError(f"jobs {jobs}: must be >= 1")
     run_dir = ensure_writable_dir(run_dir)
     check_same_config(run_dir, config)
     save_config(config, run_dir / "config.yaml")
@@ -64,7 +69,7 @@ def run_experiment(config: ExperimentConfig, run_dir: str | Path, jobs: int = 1,
         prepare_artefacts(config, layout, progress=progress)
     with record.phase("rows"):
         run_rows(plan_rows(config), row_fn or functools.partial(compute_row, run_dir, config),
-                 run_dir / "results.csv", jobs=jobs, progress=progress)
+                 layout.results, jobs=jobs, progress=progress)
     with record.phase("report"):
         report = render_report(run_dir, config)
     record.write(jobs=jobs)

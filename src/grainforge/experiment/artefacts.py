@@ -1,111 +1,27 @@
-"""Shared artefacts of an experiment, built once in the run folder and reused on resume.
-
-Layout of RUN_DIR (each artefact folder gets ``done.json`` when complete; an incomplete one is
-rebuilt, except the simulation, which resumes from its checkpoint):
-
-    real/{train,test}/{images,labels}/   the real pairs, split (and test tiles) as the config says
-    simulation/                          the Potts run (volume.npz, log.csv, checkpoint.npz, run.json)
-    sections/                            its sections: labels/, ids/, manifest.csv
-    plain/{images,labels}/               sections drawn as dark 1-px lines on a bright background
-    microscope/{images,labels}/          sections rendered by the virtual microscope, random parameters
-    style/f<F>/model/, style/f<F>/synthetic/{images,labels}/   pix2pix trained on F of the real data, applied
-    supplement/{train,test}/{images,labels}/   synthetic (F = 1) sections split train : test
-    artefacts.json                       timings and sizes (Table 1)
+"""Shared artefacts of an experiment, built once in the run folder and reused on resume: the real
+split, the simulation and its sections, plain and microscope images, one pix2pix per real fraction
+and the supplement's split (paths and done markers: :mod:`grainforge.experiment.layout`).
 """
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from grainforge.data.io import atomic_path, list_images, read_image, to_uint8, write_boundary_png, write_json, write_png
+from grainforge.data.io import atomic_path, list_images, read_image, to_uint8, write_boundary_png, write_png
 from grainforge.errors import UserError
 from grainforge.experiment.config import BUILTIN_DEMO, ExperimentConfig, style_config
-from grainforge.experiment.runner import format_fraction
+from grainforge.experiment.layout import (FULL, RunLayout, format_fraction, is_done, mark_done, real_subset,
+                                          start_fresh)
 from grainforge.labelwidth import ONE_PIXEL_WIDTH_PX, mean_line_width, same_width
 from grainforge.progress import console, progress_bar
 
 #: Grey levels of the "plain" simulated images (paper Table 3): bright background, dark 1-px lines.
 PLAIN_BACKGROUND = 0.85
 PLAIN_LINE = 0.15
-#: Fraction of the real data whose pix2pix paints the supplement's images and Table 1's timing.
-FULL = 1.0
-PAPER_IMAGE_PIXELS = 400 * 400
-
-
-@dataclass(frozen=True)
-class RunLayout:
-    """Paths of the artefacts in a run folder."""
-
-    root: Path
-
-    @property
-    def real_train(self) -> Path:
-        return self.root / "real" / "train"
-
-    @property
-    def real_test(self) -> Path:
-        return self.root / "real" / "test"
-
-    @property
-    def simulation(self) -> Path:
-        return self.root / "simulation"
-
-    @property
-    def sections(self) -> Path:
-        return self.root / "sections"
-
-    @property
-    def plain(self) -> Path:
-        return self.root / "plain"
-
-    @property
-    def microscope(self) -> Path:
-        return self.root / "microscope"
-
-    def style_model(self, fraction: float) -> Path:
-        return self.root / "style" / f"f{format_fraction(fraction)}" / "model"
-
-    def synthetic(self, fraction: float) -> Path:
-        return self.root / "style" / f"f{format_fraction(fraction)}" / "synthetic"
-
-    @property
-    def supplement_train(self) -> Path:
-        return self.root / "supplement" / "train"
-
-    @property
-    def supplement_test(self) -> Path:
-        return self.root / "supplement" / "test"
-
-    @property
-    def timings(self) -> Path:
-        return self.root / "artefacts.json"
-
-    def read_timings(self) -> dict:
-        """artefacts.json as a dict ({} before the first artefact)."""
-        return json.loads(self.timings.read_text()) if self.timings.is_file() else {}
-
-    def add_timings(self, **values) -> None:
-        write_json(self.timings, {**self.read_timings(), **values})
-
-
-def _is_done(folder: Path) -> bool:
-    return (folder / "done.json").is_file()
-
-
-def _start(folder: Path) -> None:
-    """Remove an incomplete artefact folder so that it is rebuilt from scratch."""
-    if folder.exists():
-        shutil.rmtree(folder)
-
-
-def _finish(folder: Path, **info) -> None:
-    write_json(folder / "done.json", info)
 
 
 def _write_pair(folder: Path, name: str, image: np.ndarray, boundary: np.ndarray) -> None:
@@ -147,10 +63,10 @@ def prepare_real(config: ExperimentConfig, layout: RunLayout, progress: bool = T
     from grainforge.data.split import tile_pairs
     from grainforge.grainstats import mean_grain_area
 
-    folder = layout.root / "real"
-    if _is_done(folder):
+    folder = layout.real
+    if is_done(folder):
         return
-    _start(folder)
+    start_fresh(folder)
     real = config.real
     source = Path(real.source)
     if real.source == BUILTIN_DEMO:
@@ -171,19 +87,9 @@ def prepare_real(config: ExperimentConfig, layout: RunLayout, progress: bool = T
             _write_pair(folder / split, pair.name, pair.image, pair.boundary)
     area = mean_grain_area(layout.real_train / "labels")
     width = mean_line_width(pair.boundary for pair in train)
-    _finish(folder, n_train=len(train), n_test=len(test))
+    mark_done(folder, n_train=len(train), n_test=len(test))
     layout.add_timings(real_train_images=len(train), real_test_images=len(test), real_mean_area_px=area,
                        real_label_width_px=width)
-
-
-def real_subset(layout: RunLayout, fraction: float, split_seed: int) -> list:
-    """The real training pairs of ``fraction`` (nested for a fixed split seed: 5 % inside 10 % ...)."""
-    from grainforge.data.pairs import load_pairs
-    from grainforge.data.split import nested_fraction
-
-    pairs = load_pairs(layout.real_train)
-    chosen = set(nested_fraction([p.name for p in pairs], fraction, split_seed))
-    return [p for p in pairs if p.name in chosen]
 
 
 # ---------------------------------------------------------------- simulation
@@ -195,17 +101,17 @@ def prepare_sections(config: ExperimentConfig, layout: RunLayout, progress: bool
     from grainforge.sections import slice_run
 
     sim = config.simulation
-    if not _is_done(layout.simulation):
+    if not is_done(layout.simulation):
         console.print(f"simulating {sim.size}^3 Potts grain growth, {sim.mcs} MCS")
         t0 = time.perf_counter()
         simulate(sim.size, sim.mcs, kT=sim.kT, seed=sim.seed, out=layout.simulation,
                  checkpoint_every=max(1, sim.mcs // 10), resume=(layout.simulation / "checkpoint.npz").is_file(),
                  target_grain_size=sim.target_grain_size, progress=progress)
-        _finish(layout.simulation)
+        mark_done(layout.simulation)
         layout.add_timings(simulation_s=time.perf_counter() - t0)
-    if _is_done(layout.sections):
+    if is_done(layout.sections):
         return
-    _start(layout.sections)
+    start_fresh(layout.sections)
     area = layout.read_timings()["real_mean_area_px"] if sim.match_mean_area else None
     width = layout.read_timings().get("real_label_width_px") if sim.match_boundary_width else None
     width = None if width is None or same_width(width, ONE_PIXEL_WIDTH_PX) else width
@@ -215,7 +121,7 @@ def prepare_sections(config: ExperimentConfig, layout: RunLayout, progress: bool
     seconds = time.perf_counter() - t0
     labels = list_images(layout.sections / "labels")
     height, width = read_image(labels[0]).shape
-    _finish(layout.sections, n_sections=len(manifest))
+    mark_done(layout.sections, n_sections=len(manifest))
     layout.add_timings(slicing_s=seconds, n_sections=len(labels), section_pixels=height * width)
 
 
@@ -227,25 +133,25 @@ def _section_boundaries(layout: RunLayout) -> list[tuple[str, np.ndarray]]:
 
 def prepare_plain(layout: RunLayout, progress: bool = True) -> None:
     """Every section label drawn as a plain image: dark 1-px lines on a uniform bright background."""
-    if _is_done(layout.plain):
+    if is_done(layout.plain):
         return
-    _start(layout.plain)
+    start_fresh(layout.plain)
     boundaries = _section_boundaries(layout)
     with progress_bar(disable=not progress) as bar:
         task = bar.add_task("plain images", total=len(boundaries))
         for name, boundary in boundaries:
             _write_pair(layout.plain, name, np.where(boundary, PLAIN_LINE, PLAIN_BACKGROUND), boundary)
             bar.update(task, advance=1)
-    _finish(layout.plain, n=len(boundaries))
+    mark_done(layout.plain, n=len(boundaries))
 
 
 def prepare_microscope(config: ExperimentConfig, layout: RunLayout, progress: bool = True) -> None:
     """Every section label rendered by the virtual microscope with its own random parameters (no GAN)."""
     from grainforge.microscope import random_params, render
 
-    if _is_done(layout.microscope):
+    if is_done(layout.microscope):
         return
-    _start(layout.microscope)
+    start_fresh(layout.microscope)
     boundaries = _section_boundaries(layout)
     rng = np.random.default_rng(config.simulation.seed)
     t0 = time.perf_counter()
@@ -255,7 +161,7 @@ def prepare_microscope(config: ExperimentConfig, layout: RunLayout, progress: bo
             image = render(boundary, random_params(rng), seed=config.simulation.seed * 1_000_003 + k)
             _write_pair(layout.microscope, name, image, boundary)
             bar.update(task, advance=1)
-    _finish(layout.microscope, n=len(boundaries))
+    mark_done(layout.microscope, n=len(boundaries))
     layout.add_timings(microscope_s=time.perf_counter() - t0)
 
 
@@ -264,22 +170,22 @@ def prepare_style(config: ExperimentConfig, layout: RunLayout, fraction: float, 
     from grainforge.style import apply_style, train_style
 
     out = layout.synthetic(fraction)
-    if _is_done(out):
+    if is_done(out):
         return
     seed = config.real.split_seed
     model = layout.style_model(fraction)
-    if not (model / "done.json").is_file():
+    if not is_done(model):
         pairs = real_subset(layout, fraction, seed)
         console.print(f"training pix2pix on {len(pairs)} real pair(s) (fraction {format_fraction(fraction)})")
         t0 = time.perf_counter()
         train_style(layout.real_train, style_config(config), model, seed=seed, device=config.device,
                     resume=(model / "checkpoint.pt").is_file(), progress=progress, pairs=pairs)
-        _finish(model)
+        mark_done(model)
         layout.add_timings(**{f"style_train_s_f{format_fraction(fraction)}": time.perf_counter() - t0})
-    _start(out)
+    start_fresh(out)
     t0 = time.perf_counter()
     written = apply_style(model, layout.sections / "labels", out, device=config.device, seed=seed, progress=progress)
-    _finish(out, n=len(written))
+    mark_done(out, n=len(written))
     layout.add_timings(**{f"style_apply_s_f{format_fraction(fraction)}": time.perf_counter() - t0,
                           f"style_apply_n_f{format_fraction(fraction)}": len(written)})
 
@@ -288,10 +194,10 @@ def prepare_supplement(config: ExperimentConfig, layout: RunLayout) -> None:
     """Split the synthetic (fraction 1) sections train : test = ``supplement_ratio`` : 1."""
     from grainforge.data.split import train_test_split
 
-    folder = layout.root / "supplement"
-    if _is_done(folder):
+    folder = layout.supplement
+    if is_done(folder):
         return
-    _start(folder)
+    start_fresh(folder)
     source = layout.synthetic(FULL)
     names = [path.stem for path in list_images(source / "labels")]
     train, test = train_test_split(names, 1.0 / (1.0 + config.supplement_ratio), config.real.split_seed)
@@ -299,7 +205,7 @@ def prepare_supplement(config: ExperimentConfig, layout: RunLayout) -> None:
         for name in chosen:
             for kind in ("images", "labels"):
                 _copy(source / kind / f"{name}.png", split / kind / f"{name}.png")
-    _finish(folder, n_train=len(train), n_test=len(test))
+    mark_done(folder, n_train=len(train), n_test=len(test))
 
 
 def style_fractions(config: ExperimentConfig) -> list[float]:

@@ -1,6 +1,6 @@
-"""RUN_DIR/report.md and its figures: the paper's tables (mean ± std over seeds beside the paper's
-numbers), MAP/ARI against the real fraction, sample grids (paper Figs. 3 and 4) and the grain
-statistics of real vs simulated labels. Renders from results.csv and whatever artefacts exist."""
+"""RUN_DIR/report.md: the paper's tables (mean ± std over seeds beside the paper's numbers, from
+:mod:`grainforge.experiment.paper`), the verdict on the paper's claim, and the figures of
+:mod:`grainforge.experiment.figures`. Renders from results.csv and whatever artefacts exist."""
 
 from __future__ import annotations
 
@@ -11,32 +11,15 @@ from pathlib import Path
 
 import numpy as np
 
-from grainforge.data.io import atomic_path, list_images, read_grey, save_figure
-from grainforge.experiment.artefacts import FULL, PAPER_IMAGE_PIXELS, RunLayout
+from grainforge.data.io import atomic_path
 from grainforge.experiment.config import ExperimentConfig
-from grainforge.experiment.runner import format_fraction, read_results
+from grainforge.experiment.figures import (percent, plot_fig3, plot_fig4, plot_fraction_curves,
+                                           plot_grain_statistics)
+from grainforge.experiment.layout import FULL, RunLayout, format_fraction
+from grainforge.experiment.paper import (CLAIM_MAX_FRACTION, PAPER_IMAGE_PIXELS, PAPER_SUPPLEMENT, PAPER_TABLE1_S,
+                                         PAPER_TABLE3, PAPER_TABLE4)
+from grainforge.experiment.runner import SETTING_NAMES, read_results
 
-#: The paper's numbers (docs/design.md §9.2): (MAP, ARI).
-PAPER_TABLE3 = {"real": (0.5845, 0.8655), "simulated-plain": (0.1120, 0.0778), "real+simulated-plain": (0.5036, 0.7522)}
-PAPER_TABLE4 = {  # fraction -> (real only, real + synthetic)
-    0.05: ((0.4808, 0.7351), (0.5599, 0.8368)),
-    0.10: ((0.5055, 0.7740), (0.5721, 0.8508)),
-    0.15: ((0.5311, 0.8002), (0.5742, 0.8534)),
-    0.20: ((0.5418, 0.8300), (0.5823, 0.8577)),
-    0.25: ((0.5343, 0.8316), (0.5792, 0.8696)),
-    0.30: ((0.5479, 0.8370), (0.5863, 0.8630)),
-    0.35: ((0.5585, 0.8358), (0.5860, 0.8749)),
-    1.00: (PAPER_TABLE3["real"], None),
-}
-PAPER_SUPPLEMENT = (0.9591, 0.9986)
-PAPER_TABLE1_S = {"real": 1200.0, "simulated": 12.0, "synthetic": 0.1}
-SETTING_NAMES = {
-    "real": "real", "simulated-plain": "simulated (plain lines)", "real+simulated-plain": "real + simulated (plain)",
-    "real+synthetic": "real + synthetic (pix2pix)", "real+microscope": "real + microscope renders",
-    "real+synthetic+microscope": "real + synthetic + microscope", "synthetic-split": "synthetic train/test split",
-}
-#: Largest real fraction the paper's claim is about.
-CLAIM_MAX_FRACTION = 0.35
 #: Below this MAP of the real-100 % model no model has learned the task: the claim's comparison is noise.
 MEANINGFUL_MAP = 0.1
 
@@ -72,10 +55,6 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *("| " + " | ".join(r) + " |" for r in rows), ""]
 
 
-def _percent(fraction: float) -> str:
-    return f"{fraction * 100:g} %"
-
-
 def table1_lines(timings: dict) -> list[str]:
     """Table 1: seconds per 400 x 400-equivalent image, measured vs the paper."""
     if "n_sections" not in timings:
@@ -107,7 +86,7 @@ def claim_lines(stats: dict) -> list[str]:
         best, reference = mixed[best_f][metric][0], full[metric][0]
         verdict = "holds" if best >= reference else "does not hold"
         reaching = sum(s[metric][0] >= reference for s in mixed.values())
-        lines.append(f"- {name}: best real + synthetic at ≤ 35 % real is {best:.4f} (at {_percent(best_f)}) vs real 100 % "
+        lines.append(f"- {name}: best real + synthetic at ≤ 35 % real is {best:.4f} (at {percent(best_f)}) vs real 100 % "
                      f"{reference:.4f}: difference {best - reference:+.4f} — the claim **{verdict}** for {name} "
                      f"({reaching} of {len(mixed)} fractions ≤ 35 % reach real 100 %).")
         spread = max(mixed[best_f][metric][1], full[metric][1])
@@ -128,7 +107,7 @@ def table4_lines(stats: dict, table: str, settings: Sequence[str], with_paper: b
         header += ["paper real only MAP / ARI", "paper real + synthetic MAP / ARI"]
     rows = []
     for f in fractions:
-        cells = [_percent(f)]
+        cells = [percent(f)]
         lookup = [stats.get(("table4" if s == "real" else table, s, f)) for s in settings]
         cells += [_cell(s, "map") for s in lookup] + [_cell(s, "ari") for s in lookup]
         if with_paper:
@@ -179,121 +158,19 @@ def report_markdown(config: ExperimentConfig, rows: Sequence[dict], timings: dic
     return "\n".join(lines)
 
 
-def plot_fraction_curves(stats: dict, path: Path) -> bool:
-    """MAP and ARI against real fraction: one line per setting, shaded ± std over seeds. False if no rows."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    series = defaultdict(dict)
-    for (table, setting, f), s in stats.items():
-        if table in ("table4", "beyond"):
-            series[setting][f] = s
-    if not series:
-        return False
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for ax, metric, name in zip(axes, ("map", "ari"), ("MAP", "ARI")):
-        for k, (setting, by_f) in enumerate(sorted(series.items())):
-            fs = sorted(by_f)
-            mean = np.array([by_f[f][metric][0] for f in fs])
-            std = np.array([by_f[f][metric][1] for f in fs])
-            ax.plot(np.array(fs) * 100, mean, "o-", color=f"C{k}", label=SETTING_NAMES[setting])
-            ax.fill_between(np.array(fs) * 100, mean - std, mean + std, color=f"C{k}", alpha=0.2)
-        paper_fs = [f for f in sorted(PAPER_TABLE4) if PAPER_TABLE4[f][1] is not None]
-        for which, style, label in ((0, ":", "paper real"), (1, "--", "paper real + synthetic")):
-            ax.plot(np.array(paper_fs) * 100, [PAPER_TABLE4[f][which][metric == "ari"] for f in paper_fs],
-                    style, color="grey", label=label)
-        ax.set(xlabel="real training data (%)", ylabel=name, title=f"{name} vs real fraction")
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
-    save_figure(fig, path)
-    return True
-
-
-def _first_images(folder: Path, n: int) -> list[Path]:
-    return list_images(folder)[:n] if folder.is_dir() else []
-
-
-def _grid(columns: dict[str, list[np.ndarray]], path: Path) -> None:
-    """A figure with one column per entry (title -> images of equal count)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    n_rows = min(len(images) for images in columns.values())
-    fig, axes = plt.subplots(n_rows, len(columns), figsize=(2.6 * len(columns), 2.6 * n_rows), squeeze=False)
-    for c, (title, images) in enumerate(columns.items()):
-        for r in range(n_rows):
-            axes[r, c].imshow(images[r], cmap="gray", vmin=0, vmax=1)
-            axes[r, c].set_axis_off()
-        axes[0, c].set_title(title, fontsize=9)
-    save_figure(fig, path)
-
-
-def plot_fig3(layout: RunLayout, fractions: Sequence[float], path: Path, n: int = 3) -> bool:
-    """Paper Fig. 3: real image | simulated (plain) | label | synthetic (pix2pix of the largest fraction)
-    | microscope render, where those artefacts exist."""
-    synthetic = next((layout.synthetic(f) for f in sorted(fractions, reverse=True) if layout.synthetic(f).is_dir()), None)
-    real = _first_images(layout.real_train / "images", n)
-    if synthetic is None or not real:
-        return False
-    stems = [p.stem for p in _first_images(synthetic / "labels", n)]
-    columns = {"real": [read_grey(p) for p in real]}
-    if layout.plain.is_dir():
-        columns["simulated (plain)"] = [read_grey(layout.plain / "images" / f"{s}.png") for s in stems]
-    columns["label"] = [read_grey(synthetic / "labels" / f"{s}.png") for s in stems]
-    columns["synthetic (pix2pix)"] = [read_grey(synthetic / "images" / f"{s}.png") for s in stems]
-    if layout.microscope.is_dir():
-        columns["microscope"] = [read_grey(layout.microscope / "images" / f"{s}.png") for s in stems]
-    _grid(columns, path)
-    return True
-
-
-def plot_fig4(layout: RunLayout, stats: dict, path: Path, n: int = 3) -> bool:
-    """Paper Fig. 4: test image | truth | real-only prediction | mixed prediction, at the smallest fraction
-    with both rows (seed 0 or the first seed found)."""
-    rows_dir = layout.root / "rows"
-    fractions = sorted(f for (t, s, f) in stats if t == "table4" and s == "real+synthetic" and ("table4", "real", f) in stats)
-    for f in fractions:
-        real_pred = sorted(rows_dir.glob(f"real_f{format_fraction(f)}_s*/pred/boundaries"))
-        mixed_pred = sorted(rows_dir.glob(f"real+synthetic_f{format_fraction(f)}_s*/pred/boundaries"))
-        if real_pred and mixed_pred:
-            images = _first_images(layout.real_test / "images", n)
-            stems = [p.stem for p in images]
-            _grid({"test image": [read_grey(p) for p in images],
-                   "truth": [read_grey(layout.real_test / "labels" / f"{s}.png") for s in stems],
-                   f"real {_percent(f)} only": [read_grey(real_pred[0] / f"{s}.png") for s in stems],
-                   f"real {_percent(f)} + synthetic": [read_grey(mixed_pred[0] / f"{s}.png") for s in stems]}, path)
-            return True
-    return False
-
-
-def plot_grain_statistics(layout: RunLayout, path: Path) -> bool:
-    """Paper Fig. 5: grain areas and edge counts of real training labels vs simulated sections."""
-    from grainforge.grainstats import folder_grain_tables, plot_grain_distributions
-
-    real, simulated = layout.real_train / "labels", layout.sections / "labels"
-    if not (real.is_dir() and simulated.is_dir()):
-        return False
-    plot_grain_distributions({"real": folder_grain_tables(real), "simulated": folder_grain_tables(simulated)}, path)
-    return True
-
-
 def render_report(run_dir: str | Path, config: ExperimentConfig) -> Path:
     """Write RUN_DIR/report.md and RUN_DIR/figures/*.png from results.csv and the artefacts; returns report.md."""
     layout = RunLayout(Path(run_dir))
-    rows = read_results(layout.root / "results.csv")
+    rows = read_results(layout.results)
     stats = aggregate(rows)
-    figures_dir = layout.root / "figures"
+    figures_dir = layout.figures
     makers = {"metrics_vs_fraction.png": lambda p: plot_fraction_curves(stats, p),
               "grain_statistics.png": lambda p: plot_grain_statistics(layout, p)}
     if not config.no_data_images:
         makers["fig3_samples.png"] = lambda p: plot_fig3(layout, config.fractions, p)
         makers["fig4_predictions.png"] = lambda p: plot_fig4(layout, stats, p)
     figures = [name for name, make in makers.items() if make(figures_dir / name)]
-    path = layout.root / "report.md"
+    path = layout.report
     with atomic_path(path) as tmp:
         tmp.write_text(report_markdown(config, rows, layout.read_timings(), figures))
     return path

@@ -1,26 +1,21 @@
 """The real row function: train one U-Net for a (setting, real fraction, seed), predict the test
-set, score it. Results are cached in ``RUN_DIR/rows/<setting>_f<F>_s<seed>/`` so that a row shared
-by two tables (Table 3's "real 100 %" is Table 4's f = 1 real-only row) trains once."""
+set, score it. Results are cached in ``RUN_DIR/rows/<setting>_f<F>_s<seed>/`` (``RunLayout.row``)
+so that a row shared by two tables (Table 3's "real 100 %" is Table 4's f = 1 real-only row)
+trains once."""
 
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from pathlib import Path
 
 from grainforge.data.io import list_images, write_csv, write_json
-from grainforge.experiment.artefacts import FULL, RunLayout, real_subset
 from grainforge.experiment.config import ExperimentConfig, segment_config
-from grainforge.experiment.runner import RowSpec, format_fraction
+from grainforge.experiment.layout import FULL, RunLayout, real_subset, start_fresh
+from grainforge.experiment.runner import RowSpec
 
 #: Metrics averaged over test images into a result row.
 ROW_METRICS = ("map", "ari", "vi_split", "vi_merge", "boundary_f1")
-
-
-def row_dir(layout: RunLayout, spec: RowSpec) -> Path:
-    """Folder of a row's model, predictions and metrics (shared by tables with the same setting)."""
-    return layout.root / "rows" / f"{spec.setting}_f{format_fraction(spec.real_fraction)}_s{spec.seed}"
 
 
 def training_sources(layout: RunLayout, config: ExperimentConfig, spec: RowSpec) -> tuple[Path, list | None, list[Path], Path]:
@@ -52,12 +47,11 @@ def compute_row(run_dir: str | Path, config: ExperimentConfig, spec: RowSpec) ->
     from grainforge.segment import predict, train_segmenter
 
     layout = RunLayout(Path(run_dir))
-    folder = row_dir(layout, spec)
+    folder = layout.row(spec.setting, spec.real_fraction, spec.seed)
     cached = folder / "metrics.json"
     if cached.is_file():
         return json.loads(cached.read_text())
-    if folder.exists():
-        shutil.rmtree(folder)
+    start_fresh(folder)
     seg = segment_config(config)
     t0 = time.perf_counter()
     real, real_pairs, extras, test = training_sources(layout, config, spec)

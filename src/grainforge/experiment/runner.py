@@ -16,6 +16,7 @@ from pathlib import Path
 
 from grainforge.data.io import read_csv, write_csv
 from grainforge.experiment.config import ExperimentConfig
+from grainforge.experiment.layout import format_fraction
 from grainforge.progress import progress_bar
 
 RESULT_COLUMNS = ("table", "setting", "real_fraction", "seed", "map", "ari", "vi_split", "vi_merge",
@@ -26,6 +27,12 @@ TABLE_SETTINGS = {
     "table4": ("real", "real+synthetic"),
     "beyond": ("real+microscope", "real+synthetic+microscope"),
     "supplement": ("synthetic-split",),
+}
+#: How the report and its figures name each setting.
+SETTING_NAMES = {
+    "real": "real", "simulated-plain": "simulated (plain lines)", "real+simulated-plain": "real + simulated (plain)",
+    "real+synthetic": "real + synthetic (pix2pix)", "real+microscope": "real + microscope renders",
+    "real+synthetic+microscope": "real + synthetic + microscope", "synthetic-split": "synthetic train/test split",
 }
 
 
@@ -52,11 +59,6 @@ class RowSpec:
 
 
 RowFunction = Callable[[RowSpec], dict]
-
-
-def format_fraction(fraction: float) -> str:
-    """A fraction as it is written to results.csv: shortest exact text, e.g. 0.05, 1."""
-    return f"{float(fraction):g}"
 
 
 def plan_rows(config: ExperimentConfig) -> list[RowSpec]:

@@ -56,7 +56,7 @@ def parse_size(size: int | str | tuple | list) -> tuple[int, int, int]:
         try:
             values = [int(p) for p in parts]
         except ValueError:
-            raise UserError(f"--size {size!r}: not integers; give one even L or three, e.g. 64 or 64,64,32") from None
+            raise UserError(f"size {size!r}: not integers; give one even L or three, e.g. 64 or 64,64,32") from None
     elif isinstance(size, (int, np.integer)):
         values = [int(size)]
     else:
@@ -64,17 +64,17 @@ def parse_size(size: int | str | tuple | list) -> tuple[int, int, int]:
     if len(values) == 1:
         values = values * 3
     if len(values) != 3:
-        raise UserError(f"--size {size!r}: give one even L or three values Lx,Ly,Lz")
+        raise UserError(f"size {size!r}: give one even L or three values Lx,Ly,Lz")
     for value in values:
         if value < 4 or value % 2:
             raise UserError(
-                f"--size {size!r}: every side must be even and at least 4 (the 2x2x2 checkerboard sweep "
+                f"size {size!r}: every side must be even and at least 4 (the 2x2x2 checkerboard sweep "
                 f"needs even sides); got {value}"
             )
     if math.prod(values) > MAX_SITES:
         raise UserError(
-            f"--size {size!r}: {math.prod(values):,} sites overflow the uint32 grain ids (at most {MAX_SITES:,}, "
-            "about 1625^3); use a smaller --size"
+            f"size {size!r}: {math.prod(values):,} sites overflow the uint32 grain ids (at most {MAX_SITES:,}, "
+            "about 1625^3); use a smaller size"
         )
     return tuple(values)
 
@@ -111,8 +111,8 @@ def check_memory(shape: tuple[int, int, int], available: int | None = None) -> i
     if available is not None and needed > available:
         size = "x".join(map(str, shape))
         raise UserError(
-            f"--size {size}: needs about {needed / 2**30:.1f} GiB of memory but only "
-            f"{available / 2**30:.1f} GiB is available; use a smaller --size"
+            f"size {size}: needs about {needed / 2**30:.1f} GiB of memory but only "
+            f"{available / 2**30:.1f} GiB is available; use a smaller size"
         )
     return needed
 
@@ -162,29 +162,29 @@ def _validate(mcs, kT, seed, proposal, threads, checkpoint_every, target_grain_s
     import numba
 
     if mcs is None and target_grain_size is None:
-        raise UserError("--mcs: give the number of Monte Carlo steps (or a --target-grain-size to stop at)")
+        raise UserError("mcs: give the number of Monte Carlo steps (or a target_grain_size to stop at)")
     if mcs is not None and mcs < 0:
-        raise UserError(f"--mcs {mcs}: must be >= 0")
+        raise UserError(f"mcs {mcs}: must be >= 0")
     if not (math.isfinite(kT) and kT >= 0.0):
-        raise UserError(f"--kT {kT}: must be a finite number >= 0 (the paper uses 0.5)")
+        raise UserError(f"kT {kT}: must be a finite number >= 0 (the paper uses 0.5)")
     if not 0 <= seed < 2**64:
-        raise UserError(f"--seed {seed}: must be an integer in [0, 2**64)")
+        raise UserError(f"seed {seed}: must be an integer in [0, 2**64)")
     if proposal not in PROPOSALS:
-        raise UserError(f"--proposal {proposal!r}: use one of {', '.join(PROPOSALS)}")
+        raise UserError(f"proposal {proposal!r}: use one of {', '.join(PROPOSALS)}")
     if threads is not None and not 1 <= threads <= numba.config.NUMBA_NUM_THREADS:
-        raise UserError(f"--threads {threads}: use 1 to {numba.config.NUMBA_NUM_THREADS} (the cores numba may use)")
+        raise UserError(f"threads {threads}: use 1 to {numba.config.NUMBA_NUM_THREADS} (the cores numba may use)")
     if checkpoint_every < 0:
-        raise UserError(f"--checkpoint-every {checkpoint_every}: must be >= 0 (0 = no checkpoints)")
+        raise UserError(f"checkpoint_every {checkpoint_every}: must be >= 0 (0 = no checkpoints)")
     if checkpoint_every and out is None:
-        raise UserError("--checkpoint-every: needs an output folder (--out) to write checkpoint.npz into")
+        raise UserError("checkpoint_every: needs an output folder (out) to write checkpoint.npz into")
     if resume and out is None:
-        raise UserError("--resume: needs the --out folder of the run to resume")
+        raise UserError("resume: needs the out folder of the run to resume")
     if target_grain_size is not None and not (math.isfinite(target_grain_size) and target_grain_size > 0):
-        raise UserError(f"--target-grain-size {target_grain_size}: must be a positive number")
+        raise UserError(f"target_grain_size {target_grain_size}: must be a positive number")
     if target_kind not in TARGET_KINDS:
-        raise UserError(f"--target-kind {target_kind!r}: use one of {', '.join(TARGET_KINDS)}")
+        raise UserError(f"target_kind {target_kind!r}: use one of {', '.join(TARGET_KINDS)}")
     if log_every < 1:
-        raise UserError(f"--log-every {log_every}: must be >= 1")
+        raise UserError(f"log_every {log_every}: must be >= 1")
 
 
 def _options(shape, kT, seed, proposal) -> dict:
@@ -199,7 +199,7 @@ def _write_checkpoint(path: Path, ids, mcs: int, energy: int, log: list[dict], o
 
 def _read_checkpoint(path: Path, options: dict) -> tuple[np.ndarray, int, int, list[dict]]:
     if not path.is_file():
-        raise UserError(f"{path}: no checkpoint to resume; run without --resume (or with --checkpoint-every N)")
+        raise UserError(f"{path}: no checkpoint to resume; start without resume (or with checkpoint_every N)")
     try:
         with np.load(path) as data:
             saved = json.loads(str(data["options"]))
@@ -209,7 +209,7 @@ def _read_checkpoint(path: Path, options: dict) -> tuple[np.ndarray, int, int, l
 
                 raise UserError(
                     f"{path}: checkpoint is for {describe(saved)} but this run asks for {describe(options)}; "
-                    "resume with the checkpoint's options or use another --out"
+                    "resume with the checkpoint's options or use another out folder"
                 )
             ids, mcs, energy = data["ids"], int(data["mcs"]), int(data["energy"])
             log = json.loads(str(data["log"]))
@@ -218,7 +218,7 @@ def _read_checkpoint(path: Path, options: dict) -> tuple[np.ndarray, int, int, l
     except Exception as err:  # a damaged or foreign file
         raise UserError(f"{path}: unreadable checkpoint ({type(err).__name__}: {err}); delete it and rerun") from err
     if ids.dtype != np.uint32 or ids.shape != tuple(options["size"]) or ids.max() >= ids.size:
-        raise UserError(f"{path}: checkpoint volume is damaged; delete it and rerun without --resume")
+        raise UserError(f"{path}: checkpoint volume is damaged; delete it and start again without resume")
     return ids, mcs, energy, log
 
 

@@ -90,7 +90,7 @@ def model_file(model: str | os.PathLike) -> Path:
         for name in ("best.pt", "checkpoint.pt"):
             if (model / name).is_file():
                 return model / name
-        raise UserError(f"{model}: holds no best.pt or checkpoint.pt; train it with 'grainforge segment train --out {model}'")
+        raise UserError(f"{model}: holds no best.pt or checkpoint.pt; train a model into this folder first")
     if not model.exists():
         raise UserError(f"{model}: no such model folder or file; train one with 'grainforge segment train'")
     return model

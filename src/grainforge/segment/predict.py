@@ -9,9 +9,10 @@ Output folder: ``probabilities/<stem>.png`` (uint8, 255 = probability 1), ``boun
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -113,6 +114,23 @@ def gather_images(inputs: Sequence[str | os.PathLike]) -> list[Path]:
     return files
 
 
+def segment_image(network, image: np.ndarray, config, threshold_only: bool = False,
+                  phase: Callable[[str], contextlib.AbstractContextManager] = contextlib.nullcontext
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(boundary probability float32 H x W, boundary bool H x W, grain labels int32 H x W: 0 = boundary)
+    of a grey image (H x W in [0, 1]): tiled inference, then post-processing with the SegmentConfig's
+    settings (``threshold_only``: plain threshold instead of closed boundaries). ``phase(name)`` wraps
+    the "inference" and "post-processing" steps, e.g. ``RunRecord.phase`` to time them."""
+    from grainforge.segment.inference import tiled_probability
+    from grainforge.segment.postprocess import postprocess
+
+    with phase("inference"):
+        probability = tiled_probability(network, image, config.tile, config.overlap)
+    with phase("post-processing"):
+        boundary, labels = postprocess(probability, config, threshold_only=threshold_only)
+    return probability, boundary, labels
+
+
 def predict(model_dir: str | os.PathLike, inputs: Sequence[str | os.PathLike], out: str | os.PathLike,
             um_per_px: float | None = None, device: str = "auto", progress: bool = True,
             threshold_only: bool = False) -> list[dict]:
@@ -190,13 +208,11 @@ def predict(model_dir: str | os.PathLike, inputs: Sequence[str | os.PathLike], o
     from grainforge.data.io import ensure_writable_dir, read_grey, write_boundary_png, write_csv, write_png, write_tiff
     from grainforge.progress import progress_bar
     from grainforge.runinfo import RunRecord
-    from grainforge.segment.inference import tiled_probability
     from grainforge.segment.network import load_model, model_file
-    from grainforge.segment.postprocess import postprocess
     from grainforge.torchutil import resolve_device
 
     if um_per_px is not None and not um_per_px > 0:
-        raise UserError(f"--um-per-px {um_per_px}: must be > 0 (micrometres per pixel)")
+        raise UserError(f"um_per_px {um_per_px}: must be > 0 (micrometres per pixel)")
     torch_device = resolve_device(device)
     network, config, _ = load_model(model_dir, torch_device)
     files = gather_images(inputs)
@@ -207,10 +223,8 @@ def predict(model_dir: str | os.PathLike, inputs: Sequence[str | os.PathLike], o
         task = bar.add_task("segment predict", total=len(files))
         for path in files:
             image = read_grey(path)
-            with record.phase("inference"):
-                probability = tiled_probability(network, image, config.tile, config.overlap)
+            probability, boundary, labels = segment_image(network, image, config, threshold_only, record.phase)
             with record.phase("post-processing"):
-                boundary, labels = postprocess(probability, config, threshold_only=threshold_only)
                 rows = grain_rows(boundary, labels, um_per_px)
             stem = path.stem
             write_png(out / "probabilities" / f"{stem}.png", to_uint8(probability))

@@ -43,15 +43,15 @@ LOG_COLUMNS = ("iteration", "loss", "lr", "val_map", "val_ari", "wall_time_s")
 def source_counts(batch_size: int, has_real: bool, extra_names: Sequence[str], real_share: float) -> dict[str, int]:
     """Patches per batch from each source: ``{"real": n, extra_name: n, ...}`` (rule in the module docstring)."""
     if not has_real and not extra_names:
-        raise UserError("segment train: no training data; give --real DIR (and/or --extra DIR)")
+        raise UserError("real and extras: no training data; give real pairs and/or extra pair folders")
     if not extra_names:
         return {"real": batch_size}
     n_real = int(round(real_share * batch_size)) if has_real else 0
     rest = batch_size - n_real
     base, more = divmod(rest, len(extra_names))
     if base == 0:
-        raise UserError(f"--extra: {len(extra_names)} extra sources but only {rest} synthetic patches per batch "
-                        f"of {batch_size}; give fewer --extra folders or raise batch_size in the config")
+        raise UserError(f"extras: {len(extra_names)} extra sources but only {rest} synthetic patches per batch "
+                        f"of {batch_size}; give fewer extra folders or raise batch_size in the config")
     counts = {"real": n_real} if n_real else {}
     counts.update({name: base + (i < more) for i, name in enumerate(extra_names)})
     return counts
@@ -80,18 +80,16 @@ def learning_rate_factor(config, iteration: int) -> float:
     return config.min_lr_factor + (1.0 - config.min_lr_factor) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def validate(network, pairs, config) -> tuple[float, float]:
+def score_on(network, pairs, config) -> tuple[float, float]:
     """(mean MAP, mean ARI) of the network (tiled inference + post-processing) on full validation images."""
     from grainforge.metrics import evaluate_boundaries
-    from grainforge.segment.inference import tiled_probability
-    from grainforge.segment.postprocess import postprocess
+    from grainforge.segment.predict import segment_image
 
     was_training = network.training
     network.eval()
     scores = []
     for pair in pairs:
-        probability = tiled_probability(network, pair.image, config.tile, config.overlap)
-        boundary, _ = postprocess(probability, config)
+        _, boundary, _ = segment_image(network, pair.image, config)
         scores.append(evaluate_boundaries(pair.boundary, boundary))
     network.train(was_training)
     return float(np.mean([s["map"] for s in scores])), float(np.mean([s["ari"] for s in scores]))
@@ -102,7 +100,7 @@ def split_real(real_pairs: list, config, real_fraction: float, seed: int, hold_o
     from grainforge.data.split import nested_fraction, train_test_split
 
     if not 0.0 <= real_fraction <= 1.0:
-        raise UserError(f"--real-fraction {real_fraction}: must be in [0, 1]; e.g. 0.25 for 25 %")
+        raise UserError(f"real_fraction {real_fraction}: must be in [0, 1]; e.g. 0.25 for 25 %")
     by_name = {pair.name: pair for pair in real_pairs}
     train_names, val_names = list(by_name), []
     if hold_out and len(by_name) >= config.val_min_images and config.val_fraction > 0:
@@ -219,6 +217,7 @@ def train_segmenter(real: str | os.PathLike | None, out: str | os.PathLike, conf
     ['best.pt', 'checkpoint.pt', 'config.yaml', 'log.csv', 'run.json']
     >>> tmp.cleanup()
     """
+    from grainforge import checkpoint
     from grainforge.config import config_to_dict, save_config
     from grainforge.data.io import ensure_writable_dir, read_csv, write_csv
     from grainforge.data.pairs import load_pairs
@@ -231,15 +230,12 @@ def train_segmenter(real: str | os.PathLike | None, out: str | os.PathLike, conf
 
     if iters is not None:
         if iters < 1:
-            raise UserError(f"--iters {iters}: must be >= 1")
+            raise UserError(f"iters {iters}: must be >= 1")
         config = dataclasses.replace(config, iters=iters)
     config.validate()
     out = ensure_writable_dir(out)
     checkpoint_path = out / "checkpoint.pt"
-    if resume and not checkpoint_path.is_file():
-        raise UserError(f"{checkpoint_path}: nothing to resume; drop --resume to start a new training")
-    if not resume and checkpoint_path.is_file():
-        raise UserError(f"{out}: already holds a trained model; pass --resume to continue it or choose another --out")
+    checkpoint.check_start(checkpoint_path, resume)
     torch_device = resolve_device(device)
     record = RunRecord(out, command="segment train", config=config_to_dict(config), seed=seed)
 
@@ -267,7 +263,7 @@ def train_segmenter(real: str | os.PathLike | None, out: str | os.PathLike, conf
     if resume:
         state = read_model_file(checkpoint_path)
         if state["config"] != config_to_dict(config):
-            raise UserError(f"{checkpoint_path}: was trained with another config; resume with the same --config and --iters")
+            raise UserError(f"{checkpoint_path}: was trained with another config; resume with the same config and iters")
         network.load_state_dict(state["state_dict"])
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
@@ -301,7 +297,7 @@ def train_segmenter(real: str | os.PathLike | None, out: str | os.PathLike, conf
             last = iteration == config.iters
             if iteration % config.val_every == 0 or last:
                 if val_pairs:
-                    val_map, val_ari = validate(network, val_pairs, config)
+                    val_map, val_ari = score_on(network, val_pairs, config)
                 if not val_pairs or val_map > best_map:
                     best_map = val_map if val_pairs else best_map
                     save_model(out / "best.pt", network, config, iteration=iteration, val_map=val_map, val_ari=val_ari)

@@ -2,8 +2,9 @@
 
 A label larger than the training crop is cut into crop-sized tiles that overlap by
 ``config.apply_overlap`` x crop; the generated tiles are blended with a linear-ramp
-(trapezoid) window, so no seams show. A label smaller than the crop is mirror-padded to it
-(the crop is 2**depth, so every tile has a size the U-Net accepts). Batch norm uses its running
+(trapezoid) window, so no seams show (:func:`grainforge.tiling.sliding_window`, ``"spread"``
+layout). A label smaller than the crop is mirror-padded to it at the bottom/right (the crop is
+2**depth, so every tile has a size the U-Net accepts). Batch norm uses its running
 statistics; dropout stays on by default, as in pix2pix, where it is the generator's only noise
 source (``dropout=False`` gives the deterministic, smoother output). Each image's dropout noise
 is seeded from ``seed`` and the file stem, so an image does not depend on the other files.
@@ -26,6 +27,7 @@ from grainforge.style.config import StyleConfig
 from grainforge import checkpoint
 from grainforge.config import config_from_dict
 from grainforge.style.networks import UnetGenerator, set_dropout, to_signed, to_unit
+from grainforge.tiling import sliding_window
 
 GENERATOR_FILE = "generator.pt"  # in a model folder written by train_style
 
@@ -54,23 +56,6 @@ def _load_generator_file(model_dir: str | os.PathLike, device: torch.device) -> 
     return generator.to(device).eval(), config, data
 
 
-def tile_starts(length: int, crop: int, overlap: float) -> list[int]:
-    """Start offsets of crop-sized tiles covering [0, length) (length >= crop), evenly spread, overlap >= requested."""
-    if length <= crop:
-        return [0]
-    stride = max(1, int(crop * (1.0 - overlap)))
-    n = int(np.ceil((length - crop) / stride)) + 1
-    return sorted({int(round(v)) for v in np.linspace(0, length - crop, n)})
-
-
-def blend_window(crop: int, overlap: float) -> np.ndarray:
-    """(crop, crop) float32 weights: 1 inside, linear ramps over the overlap width at the edges, > 0 everywhere."""
-    ramp_width = max(1, int(crop * overlap))
-    ramp = np.minimum(np.arange(crop) + 1, np.arange(crop)[::-1] + 1) / (ramp_width + 1)
-    ramp = np.minimum(ramp, 1.0).astype(np.float32)
-    return np.outer(ramp, ramp)
-
-
 @torch.no_grad()
 def paint(generator: UnetGenerator, boundary: np.ndarray, config: StyleConfig, *, device: torch.device,
           dropout: bool = True, seed: int = 0) -> np.ndarray:
@@ -79,17 +64,9 @@ def paint(generator: UnetGenerator, boundary: np.ndarray, config: StyleConfig, *
     Tiles of ``config.crop`` px, ``config.apply_batch`` per forward pass; the global torch RNG
     is left untouched (the dropout noise comes from a forked RNG seeded with ``seed``).
     """
-    crop = config.crop
-    boundary = np.asarray(boundary, dtype=bool)
-    height, width = boundary.shape
-    pad_y, pad_x = max(0, crop - height), max(0, crop - width)
-    label = np.pad(boundary, ((0, pad_y), (0, pad_x)), mode="symmetric").astype(np.float32)
-    ys = tile_starts(label.shape[0], crop, config.apply_overlap)
-    xs = tile_starts(label.shape[1], crop, config.apply_overlap)
-    corners = [(y, x) for y in ys for x in xs]
-    window = blend_window(crop, config.apply_overlap)
-    total = np.zeros(label.shape, dtype=np.float32)
-    weight = np.zeros(label.shape, dtype=np.float32)
+
+    def predict(tiles: torch.Tensor) -> torch.Tensor:
+        return to_unit(generator(to_signed(tiles)))[:, 0]
 
     was_training = generator.training
     generator.eval()
@@ -99,16 +76,11 @@ def paint(generator: UnetGenerator, boundary: np.ndarray, config: StyleConfig, *
     try:
         with torch.random.fork_rng(devices=cuda_devices):
             torch.manual_seed(seed)
-            for first in range(0, len(corners), config.apply_batch):
-                chunk = corners[first:first + config.apply_batch]
-                tiles = np.stack([label[y:y + crop, x:x + crop] for y, x in chunk])[:, None]
-                fake = to_unit(generator(to_signed(torch.from_numpy(tiles).to(device)))).cpu().numpy()[:, 0]
-                for (y, x), tile in zip(chunk, fake):
-                    total[y:y + crop, x:x + crop] += tile * window
-                    weight[y:y + crop, x:x + crop] += window
+            return sliding_window(predict, np.asarray(boundary, dtype=bool), config.crop, config.apply_overlap,
+                                  batch=config.apply_batch, window="ramp", pad_mode="symmetric", layout="spread",
+                                  device=device)
     finally:
         generator.train(was_training)
-    return (total / weight)[:height, :width]
 
 
 def stem_seed(seed: int, stem: str) -> int:

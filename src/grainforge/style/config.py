@@ -76,7 +76,7 @@ class StyleConfig:
         if iters is None:
             return self
         if iters < 1:
-            raise UserError(f"--iters {iters}: must be >= 1")
+            raise UserError(f"iters {iters}: must be >= 1")
         return dataclasses.replace(self, iters=iters)
 
 

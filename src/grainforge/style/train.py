@@ -187,7 +187,8 @@ def train_style(pairs_dir: str | os.PathLike | None, config: StyleConfig, out: s
         "auto" (CUDA when torch sees it, else CPU), "cpu" or "cuda".
     resume : bool, optional
         Continue from ``out/checkpoint.pt`` (same config; ``iters`` may grow, which stretches the
-        lr schedule). A resumed run is bit-identical to an uninterrupted one on CPU.
+        lr schedule). A resumed run is bit-identical to an uninterrupted one on CPU. Without it, an
+        ``out`` that already holds a trained model is refused (UserError), not overwritten.
     progress : bool, optional
         Show a progress bar with the losses.
     pairs : list of Pair, optional
@@ -242,11 +243,10 @@ def train_style(pairs_dir: str | os.PathLike | None, config: StyleConfig, out: s
     config = config.with_iters(iters)
     config.validate()
     checkpoint_path = Path(out) / CHECKPOINT_FILE
-    if resume and not checkpoint_path.is_file():
-        raise UserError(f"{checkpoint_path}: nothing to resume; drop --resume to start a new training")
+    checkpoint.check_start(checkpoint_path, resume)
     if pairs is None:
         if pairs_dir is None:
-            raise UserError("--pairs: no training pairs given; pass a folder with images/ and labels/")
+            raise UserError("pairs_dir: no training pairs given; pass a folder with images/ and labels/")
         pairs = load_pairs(pairs_dir)
     if not pairs:
         raise UserError(f"{pairs_dir}: no (image, label) pairs to train on")
@@ -268,11 +268,11 @@ def train_style(pairs_dir: str | os.PathLike | None, config: StyleConfig, out: s
         state = checkpoint.load(checkpoint_path, "pix2pix-checkpoint")
         stored = stored_config(state, str(checkpoint_path))
         if dataclasses.replace(stored, iters=config.iters) != config:
-            raise UserError(f"{checkpoint_path}: saved with a different config; resume with the same --config "
-                            "or drop --resume to start again")
+            raise UserError(f"{checkpoint_path}: saved with a different config; resume with the same config "
+                            "or start again (resume off)")
         start = model.load_state(state)
         if start > config.iters:
-            raise UserError(f"--iters {config.iters}: the checkpoint in {out} is already at iteration {start}")
+            raise UserError(f"iters {config.iters}: the checkpoint in {out} is already at iteration {start}")
         if (out / "losses.csv").is_file():
             loss_rows = [row for row in read_csv(out / "losses.csv") if int(row["iter"]) <= start]
 
