@@ -23,6 +23,7 @@ from grainforge.errors import UserError
 from grainforge.progress import progress_bar
 from grainforge.runinfo import RunRecord
 from grainforge.style.config import StyleConfig
+from grainforge.style.fidelity import StatisticsAccumulator, gate, read_reference
 from grainforge import checkpoint
 from grainforge.config import config_from_dict
 from grainforge.style.networks import UnetGenerator, set_dropout, to_signed, to_unit
@@ -114,7 +115,8 @@ def apply_style(model_dir: str | os.PathLike, labels_dir: str | os.PathLike, out
 
     Writes ``out/images/<stem>.png`` (uint8 grey) and ``out/labels/<stem>.png`` (the label it was
     made from, uint8, 255 = boundary), so ``out`` is a pair folder ready for training, plus
-    ``out/manifest.csv`` and ``run.json``. ``dropout`` None = the model's ``inference_dropout``
+    ``out/manifest.csv``, ``run.json`` and ``fidelity.json`` (the images' style statistics against the
+    model's real reference; the verdict line goes to stderr). ``dropout`` None = the model's ``inference_dropout``
     (on, as in pix2pix).
     """
     from grainforge.data.pairs import load_boundaries
@@ -126,11 +128,13 @@ def apply_style(model_dir: str | os.PathLike, labels_dir: str | os.PathLike, out
     generator, config = load_generator(model_dir, torch_device)
     dropout = config.inference_dropout if dropout is None else dropout
     labels = load_boundaries(labels_dir, boundary_value=boundary_value)
+    reference = read_reference(model_dir)
     out = ensure_writable_dir(out)
     record = RunRecord(out, command="style apply",
                        config={"model_dir": str(model_dir), "labels_dir": str(labels_dir), "dropout": dropout},
                        seed=seed)
     written, manifest = [], []
+    generated = StatisticsAccumulator()  # style statistics of the painted images, for fidelity.json
     with record.phase("apply"), progress_bar(disable=not progress) as bar:
         task = bar.add_task("painting", total=len(labels))
         for stem, boundary in labels:
@@ -143,6 +147,8 @@ def apply_style(model_dir: str | os.PathLike, labels_dir: str | os.PathLike, out
             manifest.append({"image": f"images/{stem}.png", "label": f"labels/{stem}.png",
                              "height": boundary.shape[0], "width": boundary.shape[1]})
             bar.update(task, advance=1)
+            generated.add(image, boundary)
     write_csv(out / "manifest.csv", manifest)
-    record.write(n_images=len(written), device=str(torch_device))
+    fidelity = gate(out, generated.result(), reference)
+    record.write(n_images=len(written), device=str(torch_device), fidelity=fidelity)
     return written
