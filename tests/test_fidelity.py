@@ -90,6 +90,14 @@ def test_dot_grid_is_flagged_with_its_period(period):
     assert 0.3 * dots < stats.periodic_fraction * dotted.var() < 1.05 * dots
 
 
+def test_too_few_spectrum_tiles_are_not_judged():
+    image, boundary = grain_image(0, size=192)  # 4 tiles of 128 px: their noise alone makes 5x peaks
+    image[::8, ::8] -= 0.2
+    stats = style_statistics([(image, boundary)])
+    assert stats.peak is None and stats.periodic_fraction is None
+    assert compare(stats, style_statistics([grain_image(1)]))["verdict"] == "OK"
+
+
 def test_stripes_give_their_period():
     image, boundary = grain_image(0)
     stripes = image + 0.05 * np.cos(2 * np.pi * np.arange(256) / 10.0)[None, :]
@@ -122,7 +130,7 @@ def model(tmp_path_factory):
 @pytest.fixture(scope="module")
 def labels(tmp_path_factory):
     folder = tmp_path_factory.mktemp("labels")
-    for stem, shape in {"a": (130, 140), "b": (40, 50)}.items():
+    for stem, shape in {"a": (256, 260), "b": (40, 50)}.items():
         write_png(folder / f"{stem}.png", boundary_from_ids(grain_ids(shape, 8, 1)).astype(np.uint8) * 255)
     return folder
 
@@ -133,7 +141,7 @@ def test_training_writes_reference_and_verdict(model):
     reference = read_reference(model_dir)
     expected = sum(grey_histogram(pair.image) for pair in real)
     np.testing.assert_allclose(reference.histogram, expected / expected.sum(), atol=1e-7)
-    assert reference.n_images == 2 and reference.peak is None  # 70 x 76 pairs: smaller than a spectrum tile
+    assert reference.n_images == 2 and reference.peak is None  # 70 x 76 pairs: no 128-px spectrum tile
     report = json.loads((model_dir / REPORT_FILE).read_text())
     assert report["verdict"] in ("OK", "WARN") and report["generated"]["n_images"] == TINY.n_samples
     assert report["reference"] == json.loads((model_dir / REFERENCE_FILE).read_text())
@@ -151,7 +159,7 @@ def test_apply_writes_fidelity_json(model, labels, tmp_path, capsys):
     np.testing.assert_allclose(report["generated"]["histogram"], counts / counts.sum(), atol=1e-7)
     assert report["figures"]["histogram_w1"] == pytest.approx(
         histogram_distance(counts, read_reference(model_dir).histogram), abs=1e-6)
-    assert report["generated"]["peak"] is not None  # "a" (130 x 140) holds a 128-px spectrum tile
+    assert report["generated"]["peak"] is not None  # "a" (256 x 260) holds 9 spectrum tiles
     assert set(report["thresholds"]) >= {"max_histogram_w1", "contrast_ratio_range", "max_periodic_fraction"}
     run = json.loads((tmp_path / "out" / "run.json").read_text())
     assert run["fidelity"]["verdict"] == report["verdict"]

@@ -13,7 +13,8 @@ profile    mean grey level vs Euclidean distance d = 0..``PROFILE_MAX_DISTANCE``
            ``PLATEAU_FROM``) minus the centre-line level, in grey levels (> 0: dark boundaries), and the
            line width = full width at half depth of the dip, px (``profile_features``).
 spectrum   the 2-D power spectrum, not radially averaged, summed over ``SPECTRUM_TILE``-px tiles (half
-           overlap, mean removed, Hann window) of all images (Welch). A periodic artefact (a grid of
+           overlap, mean removed, Hann window) of all images (Welch; not judged with fewer than
+           ``SPECTRUM_MIN_TILES`` tiles, whose noise makes peaks). A periodic artefact (a grid of
            dots, a checkerboard) puts narrow peaks on a lattice that real micrographs lack: the highest
            peak over its local background (x), the lattice period (px) and the share of the grey-level
            variance in the peaks (``spectral_peak``).
@@ -49,6 +50,7 @@ GREY_BINS = 256             # histogram bins: grey levels k/255
 PROFILE_MAX_DISTANCE = 10   # px: the profile covers d = 0..10 from the boundary centre line
 PLATEAU_FROM = 6            # px: the profile at d >= 6 is the grain-interior plateau
 SPECTRUM_TILE = 128         # px: side of the Welch tiles (images smaller than this add no spectrum)
+SPECTRUM_MIN_TILES = 9      # fewer tiles (one 256-px image has 9) give noise peaks: no spectrum figures
 SPECTRUM_MAX_PERIOD = 32.0  # px: longer periods (the grain structure itself) are not searched for peaks
 SPECTRUM_BACKGROUND = 7     # spectrum bins: side of the median window giving a bin's background
 
@@ -147,7 +149,7 @@ class StyleStatistics:
 
     histogram: np.ndarray     # (GREY_BINS,) fraction of pixels at grey level k/255
     profile: np.ndarray       # (PROFILE_MAX_DISTANCE + 1,) mean grey level at d px from the centre line; NaN: no pixel
-    peak: float | None        # strongest spectral peak / its local background (None: no image >= SPECTRUM_TILE)
+    peak: float | None        # strongest spectral peak / its local background (None: < SPECTRUM_MIN_TILES tiles)
     peak_period: float | None  # px
     periodic_fraction: float | None  # share of the grey-level variance in the spectral peaks >= MIN_PEAK
     label_width: float        # px: mean label thickness, label pixels / centre-line pixels
@@ -219,7 +221,8 @@ class StatisticsAccumulator:
     def result(self) -> StyleStatistics:
         with np.errstate(invalid="ignore", divide="ignore"):
             profile = self.profile_sum / self.profile_count
-        peak, period, fraction = spectral_peak(self.power) if self.n_tiles else (None, None, None)
+        peak, period, fraction = (spectral_peak(self.power) if self.n_tiles >= SPECTRUM_MIN_TILES
+                                  else (None, None, None))
         return StyleStatistics(histogram=self.histogram / max(self.histogram.sum(), 1.0), profile=profile,
                                peak=peak, peak_period=period, periodic_fraction=fraction,
                                label_width=self.label_pixels / max(self.centre_pixels, 1), n_images=self.n_images)
@@ -267,7 +270,8 @@ def _summary(figures: dict) -> str:
     width = "none" if figures["width_px"] is None else f"{figures['width_px']:.1f}"
     width_real = "none" if figures["width_px_real"] is None else f"{figures['width_px_real']:.1f}"
     peak_real = "n/a" if figures["peak_real"] is None else f"{figures['peak_real']:.1f}x"
-    peak = "n/a" if figures["peak"] is None else f"{figures['peak']:.1f}x at {figures['peak_period_px']:.1f} px"
+    peak = "n/a" if figures["peak"] is None else (f"{figures['peak']:.1f}x at {figures['peak_period_px']:.1f} px, "
+                                                  f"{100 * figures['periodic_fraction']:.2f} % of the variance")
     return (f"grey W1 {figures['histogram_w1']:.3f}; boundary contrast {figures['contrast']:.2f} vs real "
             f"{figures['contrast_real']:.2f}, width {width} vs {width_real} px; strongest spectral peak {peak} "
             f"(real {peak_real})")
