@@ -14,12 +14,12 @@ from scipy import ndimage
 
 from conftest import run_cli
 from grainforge.data.io import read_image, write_png
-from grainforge.data.pairs import load_pairs
+from grainforge.data.pairs import Pair, load_pairs
 from grainforge.errors import UserError
 from grainforge.grains import boundary_from_ids
 from grainforge.style import apply_style, train_style
 from grainforge.style.fidelity import (MIN_PEAK, REFERENCE_FILE, REPORT_FILE, compare, grey_histogram,
-                                       histogram_distance, read_reference, style_statistics)
+                                       histogram_distance, read_reference, style_statistics, unet_f1_ratio)
 from test_style import TINY, grain_ids, write_pairs
 
 PLATEAU, FWHM_PER_SIGMA = 0.8, 2 * np.sqrt(2 * np.log(2))
@@ -183,3 +183,19 @@ def test_missing_or_bad_reference(model, labels, tmp_path, capsys):
     with pytest.raises(UserError, match=f"{REFERENCE_FILE}: unreadable .*retrain"):
         apply_style(old, labels, tmp_path / "bad", device="cpu", progress=False)
     assert not (tmp_path / "bad").exists()  # refused before anything is painted
+
+
+def test_unet_f1_ratio_scores_real_and_generated_alike(tmp_path):
+    """Plumbing of the slow check with a 2-iteration U-Net: identical images score identically, the
+    segmenter is trained once per work folder."""
+    pairs = [Pair(f"g{seed}", *grain_image(seed, size=128)) for seed in range(2)]
+    held_out = [Pair("h", *grain_image(5, size=128))]
+    scores = unet_f1_ratio(pairs, held_out, {"h": held_out[0].image}, tmp_path, iters=2, tolerances=(2, 0))
+    assert set(scores) == {2, 0}
+    for tolerance in (2, 0):
+        assert scores[tolerance]["generated_per_image"] == scores[tolerance]["real_per_image"]
+        assert len(scores[tolerance]["real_per_image"]) == 1
+    run_json = tmp_path / "segmenter" / "run.json"
+    stamp = run_json.stat().st_mtime_ns
+    unet_f1_ratio(pairs, held_out, {"h": held_out[0].image * 0.5}, tmp_path, iters=2)
+    assert run_json.stat().st_mtime_ns == stamp
