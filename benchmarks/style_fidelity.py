@@ -5,10 +5,10 @@ Two measures, on held-out (label, real image) pairs that neither network saw:
    generated image and of the real image, against the same distance for the raw label drawn as
    an image. The label is scored both ways round (as stored, 255 = boundary, and inverted,
    grains white) and the smaller (harder to beat) distance is the reference. Target: >= 3x smaller.
-2. segmentability: a small U-Net (grainforge.segment, cpu-small) trained on the real training
-   pairs segments the real held-out images and the generated images of the same held-out labels;
-   boundary F1 (2 px tolerance, grainforge.metrics) against the held-out labels.
-   Target: F1(generated) >= 0.7 x F1(real).
+2. segmentability (``grainforge.style.fidelity.unet_f1_ratio``): a small U-Net (grainforge.segment,
+   cpu-small) trained on the real training pairs segments the real held-out images and the generated
+   images of the same held-out labels; boundary F1 (2 px tolerance, grainforge.metrics) against the
+   held-out labels. Target: F1(generated) >= 0.7 x F1(real) (``MIN_F1_RATIO``).
 
 Data sets:
   --demo DIR   built-in demo data (``grainforge demo-data --out DIR``): train on DIR/train, judge on DIR/test.
@@ -32,13 +32,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import wasserstein_distance
 
-from grainforge.data.io import read_grey, read_image, write_json, write_png
+from grainforge.data.io import read_grey, write_json, write_png
 from grainforge.data.pairs import Pair, load_pairs, read_boundary
-from grainforge.metrics import boundary_prf
 from grainforge.style import STYLE_PRESETS, load_generator, paint, train_style
 from grainforge.style.apply import stem_seed
+from grainforge.style.fidelity import MIN_F1_RATIO, grey_histogram, histogram_distance, unet_f1_ratio
 from grainforge.style.train import sample_crops, sample_grid
 from grainforge.torchutil import resolve_device
 
@@ -56,35 +55,13 @@ def nist_pairs(folder: Path) -> tuple[list[Pair], list[Pair]]:
 
 def histogram_distances(pair: Pair, generated: np.ndarray) -> dict[str, float]:
     """Wasserstein-1 of grey levels in [0, 1]: generated vs real, label (both polarities) vs real."""
-    real = pair.image.ravel()
-    label = pair.boundary.astype(np.float32).ravel()
+    real = grey_histogram(pair.image)
+    label = pair.boundary.astype(np.float32)
     return {
-        "w1_generated": wasserstein_distance(generated.ravel(), real),
-        "w1_label_stored": wasserstein_distance(label, real),
-        "w1_label_inverted": wasserstein_distance(1.0 - label, real),
+        "w1_generated": histogram_distance(grey_histogram(generated), real),
+        "w1_label_stored": histogram_distance(grey_histogram(label), real),
+        "w1_label_inverted": histogram_distance(grey_histogram(1.0 - label), real),
     }
-
-
-def segment_held_out(train: list[Pair], held_out: list[Pair], generated: dict[str, np.ndarray], work: Path,
-                     seed: int, iters: int | None) -> dict[str, dict[str, np.ndarray]]:
-    """Boundaries (bool H x W) that a cpu-small U-Net trained on ``train`` predicts on the real and on the
-    generated held-out images: {"real" | "generated": {name: boundary}}. Trained once per ``work`` folder."""
-    from grainforge.segment import SEGMENT_PRESETS, predict, train_segmenter
-
-    model_dir = work / "segmenter"
-    if not (model_dir / "run.json").is_file():  # reuse a finished segmenter of an earlier run
-        train_segmenter(None, model_dir, SEGMENT_PRESETS["cpu-small"], iters=iters, seed=seed, device="auto",
-                        real_pairs=train)
-    predicted: dict[str, dict[str, np.ndarray]] = {}
-    for kind in ("real", "generated"):
-        inputs = work / f"{kind}_inputs"
-        for pair in held_out:
-            image = pair.image if kind == "real" else generated[pair.name]
-            write_png(inputs / f"{pair.name}.png", np.round(image * 255).astype(np.uint8))
-        predict(model_dir, [inputs], work / f"{kind}_predicted", device="auto")
-        predicted[kind] = {pair.name: read_image(work / f"{kind}_predicted" / "boundaries" / f"{pair.name}.png") > 127
-                           for pair in held_out}
-    return predicted
 
 
 def main() -> None:
@@ -136,25 +113,22 @@ def main() -> None:
     print(f"W1 ratio label / generated: {w1_label / w1_gen:.2f} (target >= 3; worst image {min(per_image_ratio):.2f})")
 
     t0 = time.perf_counter()
-    predicted = segment_held_out(train, held_out, generated, args.work, args.seed, args.seg_iters)
-    scores = {(tolerance, kind): [boundary_prf(pair.boundary, predicted[kind][pair.name], tolerance)[2]
-                                  for pair in held_out]
-              for tolerance in (2, 0) for kind in ("real", "generated")}
+    f1 = unet_f1_ratio(train, held_out, generated, args.work, seed=args.seed, iters=args.seg_iters)
     timings["segment_s"] = time.perf_counter() - t0
-    f1 = {key: float(np.mean(values)) for key, values in scores.items()}
     for tolerance in (2, 0):
-        f1_real, f1_gen = f1[tolerance, "real"], f1[tolerance, "generated"]
-        print(f"U-Net boundary F1 ({tolerance} px), real held-out images: {f1_real:.4f}")
-        print(f"U-Net boundary F1 ({tolerance} px), generated images of the same labels: {f1_gen:.4f}")
-        print(f"F1 ({tolerance} px) ratio generated / real: {f1_gen / f1_real:.3f}"
-              + (" (target >= 0.7)" if tolerance == 2 else " (stricter, no tolerance)"))
+        scores = f1[tolerance]
+        print(f"U-Net boundary F1 ({tolerance} px), real held-out images: {scores['real']:.4f}")
+        print(f"U-Net boundary F1 ({tolerance} px), generated images of the same labels: {scores['generated']:.4f}")
+        print(f"F1 ({tolerance} px) ratio generated / real: {scores['ratio']:.3f}"
+              + (f" (target >= {MIN_F1_RATIO})" if tolerance == 2 else " (stricter, no tolerance)"))
     write_json(args.work / "fidelity.json", {
         "dataset": "demo" if args.demo else "nist-steel", "n_held_out": len(held_out), "style_model": str(style_dir),
         "w1_generated": w1_gen, "w1_label_stored": w1_stored, "w1_label_inverted": w1_inverted,
         "w1_ratio": w1_label / w1_gen, "w1_ratio_worst_image": min(per_image_ratio),
-        "f1_real": f1[2, "real"], "f1_generated": f1[2, "generated"], "f1_ratio": f1[2, "generated"] / f1[2, "real"],
-        "f1_tol0_real": f1[0, "real"], "f1_tol0_generated": f1[0, "generated"],
-        "f1_real_per_image": scores[2, "real"], "f1_generated_per_image": scores[2, "generated"], "timings_s": timings,
+        "f1_real": f1[2]["real"], "f1_generated": f1[2]["generated"], "f1_ratio": f1[2]["ratio"],
+        "f1_tol0_real": f1[0]["real"], "f1_tol0_generated": f1[0]["generated"],
+        "f1_real_per_image": f1[2]["real_per_image"], "f1_generated_per_image": f1[2]["generated_per_image"],
+        "timings_s": timings,
     })
 
 

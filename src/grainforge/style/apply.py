@@ -24,6 +24,7 @@ from grainforge.errors import UserError
 from grainforge.progress import progress_bar
 from grainforge.runinfo import RunRecord
 from grainforge.style.config import StyleConfig
+from grainforge.style.fidelity import StatisticsAccumulator, gate, read_reference
 from grainforge import checkpoint
 from grainforge.config import config_from_dict
 from grainforge.style.networks import UnetGenerator, set_dropout, to_signed, to_unit
@@ -130,7 +131,9 @@ def apply_style(model_dir: str | os.PathLike, labels_dir: str | os.PathLike, out
         Folder of boundary label images (e.g. ``labels/`` of :func:`grainforge.sections.slice_run`).
     out : str or path-like
         Output folder: ``images/<stem>.png`` (uint8 grey), ``labels/<stem>.png`` (the label it was
-        painted from, uint8, 255 = boundary), ``manifest.csv`` and ``run.json``.
+        painted from, uint8, 255 = boundary), ``manifest.csv``, ``run.json`` and ``fidelity.json``
+        (the images' style statistics against the model's real reference,
+        :mod:`grainforge.style.fidelity`; the verdict line goes to stderr).
     device : str, optional
         "auto" (CUDA when torch sees it, else CPU), "cpu" or "cuda".
     seed : int, optional
@@ -184,7 +187,7 @@ def apply_style(model_dir: str | os.PathLike, labels_dir: str | os.PathLike, out
     >>> [path.name for path in written], read_image(written[0]).shape
     (['s0.png'], (40, 50))
     >>> sorted(path.name for path in (Path(tmp.name) / "synthetic").iterdir())
-    ['images', 'labels', 'manifest.csv', 'run.json']
+    ['fidelity.json', 'images', 'labels', 'manifest.csv', 'run.json']
     >>> tmp.cleanup()
     """
     from grainforge.data.pairs import load_boundaries
@@ -197,12 +200,14 @@ def apply_style(model_dir: str | os.PathLike, labels_dir: str | os.PathLike, out
     dropout = config.inference_dropout if dropout is None else dropout
     labels, width_record = match_label_width(load_boundaries(labels_dir, boundary_value=boundary_value),
                                              payload.get("label_width_px"), match_width, str(labels_dir))
+    reference = read_reference(model_dir)
     out = ensure_writable_dir(out)
     record = RunRecord(out, command="style apply",
                        config={"model_dir": str(model_dir), "labels_dir": str(labels_dir), "dropout": dropout,
                                "match_width": match_width},
                        seed=seed)
     written, manifest = [], []
+    generated = StatisticsAccumulator()  # style statistics of the painted images, for fidelity.json
     with record.phase("apply"), progress_bar(disable=not progress) as bar:
         task = bar.add_task("painting", total=len(labels))
         for stem, boundary in labels:
@@ -215,6 +220,8 @@ def apply_style(model_dir: str | os.PathLike, labels_dir: str | os.PathLike, out
             manifest.append({"image": f"images/{stem}.png", "label": f"labels/{stem}.png",
                              "height": boundary.shape[0], "width": boundary.shape[1]})
             bar.update(task, advance=1)
+            generated.add(image, boundary)
     write_csv(out / "manifest.csv", manifest)
-    record.write(n_images=len(written), device=str(torch_device), label_width=width_record)
+    fidelity = gate(out, generated.result(), reference)
+    record.write(n_images=len(written), device=str(torch_device), label_width=width_record, fidelity=fidelity)
     return written

@@ -6,6 +6,8 @@ Model directory layout (``out``):
   config.yaml      the StyleConfig used
   losses.csv       iter, lr, loss_D, loss_G_GAN, loss_G_L1, wall_time_s
   samples/iter_NNNNNN.png   label | real | generated rows on the sample pairs
+  reference_stats.json      the real pairs' style statistics (``grainforge.style.fidelity``)
+  fidelity.json             the final samples' statistics against them, and the verdict
   run.json
 Batches are drawn from ``PairCropDataset`` items ``[k*B, (k+1)*B)`` at iteration k, so a resumed
 run sees the same crops as an uninterrupted one; with the RNG states restored it is bit-identical
@@ -33,6 +35,7 @@ from grainforge.progress import progress_bar
 from grainforge.runinfo import RunRecord
 from grainforge.style.apply import GENERATOR_FILE, paint
 from grainforge.style.config import StyleConfig
+from grainforge.style.fidelity import check_training
 from grainforge.style.networks import PatchDiscriminator, UnetGenerator, init_weights, to_signed
 
 LOSS_COLUMNS = ("iter", "lr", "loss_D", "loss_G_GAN", "loss_G_L1", "wall_time_s")
@@ -321,6 +324,9 @@ def train_style(pairs_dir: str | os.PathLike | None, config: StyleConfig, out: s
         save_samples(config.iters)
         checkpoint.save(out / GENERATOR_FILE, "pix2pix-generator", config_to_dict(config),
                         state=model.generator.state_dict(), label_width_px=label_width)
+    with record.phase("fidelity"):  # reference_stats.json of the real pairs, fidelity.json of the samples
+        fidelity = check_training(model.generator, config, pairs, [boundary for boundary, _ in samples], out,
+                                  torch_device, seed)
     record.write(iterations=config.iters, resumed_from=start, device=str(torch_device),
-                 n_pairs=len(pairs), final_losses=losses, label_width_px=label_width)
+                 n_pairs=len(pairs), final_losses=losses, label_width_px=label_width, fidelity=fidelity)
     return out
