@@ -117,10 +117,13 @@ def gather_images(inputs: Sequence[str | os.PathLike]) -> list[Path]:
 def segment_image(network, image: np.ndarray, config, threshold_only: bool = False,
                   phase: Callable[[str], contextlib.AbstractContextManager] = contextlib.nullcontext
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(boundary probability float32 H x W, boundary bool H x W, grain labels int32 H x W: 0 = boundary)
-    of a grey image (H x W in [0, 1]): tiled inference, then post-processing with the SegmentConfig's
-    settings (``threshold_only``: plain threshold instead of closed boundaries). ``phase(name)`` wraps
-    the "inference" and "post-processing" steps, e.g. ``RunRecord.phase`` to time them."""
+    """Segment a grey image (H x W in [0, 1]): tiled inference, then post-processing.
+
+    Returns (boundary probability float32 H x W, boundary bool H x W, grain labels int32 H x W with
+    0 = boundary). Post-processing follows the SegmentConfig's settings (``threshold_only``: plain
+    threshold instead of closed boundaries). ``phase(name)`` wraps the "inference" and
+    "post-processing" steps, e.g. ``RunRecord.phase`` to time them.
+    """
     from grainforge.segment.inference import tiled_probability
     from grainforge.segment.postprocess import postprocess
 

@@ -113,9 +113,11 @@ def split_real(real_pairs: list, config, real_fraction: float, seed: int, hold_o
 
 
 def _training_batches(datasets: dict, counts: dict[str, int], train_real: list, config, seed: int, start: int):
-    """The batches of iterations start+1 .. iters (a finite iterator): mixed per ``counts`` up to
-    ``extra_until x iters``, then (when there are extras and real pairs) ``batch_size`` real patches per
-    batch. A resumed run gets the uninterrupted run's batches."""
+    """Yield the batches of iterations start+1 .. iters (a finite iterator).
+
+    Batches are mixed per ``counts`` up to ``extra_until x iters``, then (when there are extras and
+    real pairs) ``batch_size`` real patches each. A resumed run gets the uninterrupted run's batches.
+    """
     from grainforge.data.torchdata import MixedBatches, PairCropDataset
 
     mixing = len(counts) > 1 or "real" not in counts

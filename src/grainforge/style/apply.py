@@ -44,7 +44,7 @@ def load_generator(model_dir: str | os.PathLike, device: torch.device) -> tuple[
 
 
 def _load_generator_file(model_dir: str | os.PathLike, device: torch.device) -> tuple[UnetGenerator, StyleConfig, dict]:
-    """(generator, config, the file's payload) -- see :func:`load_generator`."""
+    """Load a generator file: (generator, config, the file's payload); see :func:`load_generator`."""
     path = Path(model_dir) if Path(model_dir).is_file() else Path(model_dir) / GENERATOR_FILE
     data = checkpoint.load(path, "pix2pix-generator")
     config = config_from_dict(StyleConfig, data["config"], str(path))
@@ -91,9 +91,11 @@ def stem_seed(seed: int, stem: str) -> int:
 
 def match_label_width(labels: list[tuple[str, np.ndarray]], model_width: float | None, adapt: bool,
                       where: str) -> tuple[list[tuple[str, np.ndarray]], dict]:
-    """Compare the labels' line width with the width the model was trained on; with ``adapt``, redraw
-    them at the model's width. Returns (labels to paint, a record of both widths and what was done),
-    and warns on stderr when they differ."""
+    """Compare the labels' line width with the width the model was trained on.
+
+    With ``adapt``, redraw them at the model's width. Returns (labels to paint, a record of both
+    widths and what was done), and tells on stderr when they differ.
+    """
     from grainforge.labelwidth import draw_at_width, mean_line_width, same_width
     from grainforge.progress import console
 
