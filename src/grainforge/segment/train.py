@@ -111,8 +111,9 @@ def split_real(real_pairs: list, config, real_fraction: float, seed: int, hold_o
 
 
 def _training_batches(datasets: dict, counts: dict[str, int], train_real: list, config, seed: int, start: int):
-    """Batches for iterations start+1 .. iters: mixed per ``counts`` up to ``extra_until x iters``, then
-    (when there are extras and real pairs) ``batch_size`` real patches per batch. Resumes mid-way alike."""
+    """The batches of iterations start+1 .. iters (a finite iterator): mixed per ``counts`` up to
+    ``extra_until x iters``, then (when there are extras and real pairs) ``batch_size`` real patches per
+    batch. A resumed run gets the uninterrupted run's batches."""
     from grainforge.data.torchdata import MixedBatches, PairCropDataset
 
     mixing = len(counts) > 1 or "real" not in counts
@@ -123,7 +124,7 @@ def _training_batches(datasets: dict, counts: dict[str, int], train_real: list, 
     real_only = PairCropDataset(train_real, config.crop, length=(config.iters - switch) * config.batch_size,
                                 augment=config.augment, seed=seed + 999)
     fine_tune = MixedBatches({"real": real_only}, {"real": config.batch_size}, seed=seed + 1)
-    return itertools.chain(mixed, itertools.islice(fine_tune, max(start - switch, 0), None))
+    return itertools.chain(mixed, itertools.islice(fine_tune, max(start - switch, 0), config.iters - switch))
 
 
 def _source_name(folder: Path, taken: set[str]) -> str:
