@@ -61,6 +61,32 @@ def mean_area(pairs: list) -> float:
     return float(np.concatenate([interior_areas(grain_labels(p.boundary)) for p in pairs]).mean())
 
 
+def run_recipe(out: Path, recipe: str, recipes: dict, seed: int, real_train: Path, real_test: Path) -> dict:
+    """Train, predict and score one recipe with one seed (cached in OUT/rows/RECIPE_sSEED/metrics.json)."""
+    from grainforge.metrics import evaluate_folders
+    from grainforge.segment import predict, train_segmenter
+
+    folder = out / "rows" / f"{recipe}_s{seed}"
+    result = folder / "metrics.json"
+    if not result.is_file():
+        t0 = time.perf_counter()
+        if recipe == "forest":
+            from grainforge.segment.forest import FOREST_PRESETS, train_forest
+
+            model = train_forest(real_train, folder / "model", FOREST_PRESETS["default"], seed=seed, progress=False)
+        else:
+            config, extras = recipes[recipe]
+            model = train_segmenter(real_train, folder / "model", config, extras=extras, seed=seed, device="cpu",
+                                    progress=False)
+        seconds = time.perf_counter() - t0
+        predict(model, list_images(real_test / "images"), folder / "pred", device="cpu", progress=False)
+        per_image = evaluate_folders(folder / "pred" / "boundaries", real_test / "labels", workers=1)
+        metrics = {k: float(np.mean([r[k] for r in per_image])) for k in ("map", "ari", "boundary_f1")}
+        folder.mkdir(parents=True, exist_ok=True)
+        result.write_text(json.dumps({**metrics, "train_s": round(seconds, 1)}))
+    return {"recipe": recipe, "seed": seed, **json.loads(result.read_text())}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="nist-split | tbm")
@@ -70,14 +96,14 @@ def main() -> None:
     parser.add_argument("--sim-size", type=int, default=64)
     parser.add_argument("--sim-mcs", type=int, default=150)
     parser.add_argument("--crop", type=int, default=256, help="section tile side, px")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the simulation and pix2pix")
+    parser.add_argument("--unet-seeds", default="0", help="comma-separated seeds of the segmenters")
     parser.add_argument("--recipes", default=",".join(RECIPES))
     args = parser.parse_args()
 
-    from grainforge.metrics import evaluate_folders
     from grainforge.potts import simulate
     from grainforge.sections import slice_run
-    from grainforge.segment import SEGMENT_PRESETS, predict, train_segmenter
+    from grainforge.segment import SEGMENT_PRESETS
     from grainforge.style import STYLE_PRESETS, apply_style, train_style
 
     out = args.out
@@ -119,30 +145,14 @@ def main() -> None:
         "pretrain": (dataclasses.replace(unet, real_share=0.0, extra_until=0.5), [synthetic["matched"]]),
     }
     rows = []
-    for recipe in args.recipes.split(","):
-        folder = out / "rows" / recipe
-        result = folder / "metrics.json"
-        if not result.is_file():
-            t0 = time.perf_counter()
-            if recipe == "forest":
-                from grainforge.segment.forest import FOREST_PRESETS, train_forest
-
-                model = train_forest(real_train, folder / "model", FOREST_PRESETS["default"], seed=args.seed,
-                                     progress=False)
-            else:
-                config, extras = recipes[recipe]
-                model = train_segmenter(real_train, folder / "model", config, extras=extras, seed=args.seed,
-                                        device="cpu", progress=False)
-            seconds = time.perf_counter() - t0
-            predict(model, list_images(real_test / "images"), folder / "pred", device="cpu", progress=False)
-            per_image = evaluate_folders(folder / "pred" / "boundaries", real_test / "labels", workers=1)
-            metrics = {k: float(np.mean([r[k] for r in per_image])) for k in ("map", "ari", "boundary_f1")}
-            folder.mkdir(parents=True, exist_ok=True)
-            result.write_text(json.dumps({**metrics, "train_s": round(seconds, 1)}))
-        row = {"data": args.data, "recipe": recipe, **json.loads(result.read_text())}
-        rows.append(row)
-        print(f"{row['data']},{recipe},MAP {row['map']:.3f},ARI {row['ari']:.3f},F1 {row['boundary_f1']:.3f},"
-              f"{row['train_s']} s", flush=True)
+    for seed in [int(v) for v in args.unet_seeds.split(",")]:
+        for recipe in args.recipes.split(","):
+            rows.append(run_recipe(out, recipe, recipes, seed, real_train, real_test))
+            row = rows[-1]
+            print(f"{args.data},{recipe},seed {seed},MAP {row['map']:.3f},ARI {row['ari']:.3f},"
+                  f"F1 {row['boundary_f1']:.3f},{row['train_s']} s", flush=True)
+    for row in rows:
+        row["data"] = args.data
     write_csv(out / "results.csv", rows)
 
 
