@@ -30,19 +30,19 @@ import numpy as np
 
 from grainforge.data.io import list_images, write_csv
 from grainforge.data.pairs import load_pairs
-from grainforge.grainstats import interior_areas, grain_labels
+from grainforge.grainstats import interior_areas, label_grains_min_area
 from grainforge.labelwidth import ONE_PIXEL_WIDTH_PX, mean_line_width, same_width
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 RECIPES = ("real", "forest", "mix-1px", "mix", "pretrain")
 
 
-def load_split(name: str) -> tuple[list, list]:
+def load_split(name: str, shared: Path) -> tuple[list, list]:
     """(train pairs, test pairs) of a shared data set, labels as traced (not thinned)."""
     if name == "nist-split":
-        return load_pairs(SHARED / "nist-steel-split" / "train"), load_pairs(SHARED / "nist-steel-split" / "test")
+        return load_pairs(shared / "nist-steel-split" / "train"), load_pairs(shared / "nist-steel-split" / "test")
     if name == "tbm":
-        pairs = load_pairs(SHARED / "tbm", boundary_value=255)
+        pairs = load_pairs(shared / "tbm", boundary_value=255)
         return [p for p in pairs if p.name.startswith("train_")], [p for p in pairs if p.name.startswith("test_")]
     raise SystemExit(f"--data {name}: use nist-split or tbm")
 
@@ -58,7 +58,7 @@ def write_pairs(folder: Path, pairs: list) -> Path:
 
 
 def mean_area(pairs: list) -> float:
-    return float(np.concatenate([interior_areas(grain_labels(p.boundary)) for p in pairs]).mean())
+    return float(np.concatenate([interior_areas(label_grains_min_area(p.boundary)) for p in pairs]).mean())
 
 
 def run_recipe(out: Path, recipe: str, recipes: dict, seed: int, real_train: Path, real_test: Path) -> dict:
@@ -91,6 +91,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="nist-split | tbm")
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--shared", type=Path, default=SHARED, help="the shared data folder (default: %(default)s)")
     parser.add_argument("--unet-iters", type=int, default=1500)
     parser.add_argument("--style-iters", type=int, default=1500)
     parser.add_argument("--sim-size", type=int, default=64)
@@ -99,6 +100,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the simulation and pix2pix")
     parser.add_argument("--unet-seeds", default="0", help="comma-separated seeds of the segmenters")
     parser.add_argument("--recipes", default=",".join(RECIPES))
+    parser.add_argument("--style-upsample", default="transpose", help="pix2pix decoder up-sampling: transpose | resize")
     args = parser.parse_args()
 
     from grainforge.potts import simulate
@@ -107,7 +109,7 @@ def main() -> None:
     from grainforge.style import STYLE_PRESETS, apply_style, train_style
 
     out = args.out
-    train, test = load_split(args.data)
+    train, test = load_split(args.data, args.shared)
     real_train, real_test = write_pairs(out / "real" / "train", train), write_pairs(out / "real" / "test", test)
     width = mean_line_width(p.boundary for p in train)
     area = mean_area(train)
@@ -127,7 +129,8 @@ def main() -> None:
 
     style_dir = out / "style"
     if not (style_dir / "generator.pt").is_file():
-        train_style(real_train, STYLE_PRESETS["cpu-small"], style_dir, iters=args.style_iters, seed=args.seed,
+        style_config = dataclasses.replace(STYLE_PRESETS["cpu-small"], upsample=args.style_upsample)
+        train_style(real_train, style_config, style_dir, iters=args.style_iters, seed=args.seed,
                     device="cpu", progress=False)
     synthetic = {}
     for key, labels in sections.items():

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections import defaultdict
 from collections.abc import Sequence
@@ -117,8 +118,19 @@ def table4_lines(stats: dict, table: str, settings: Sequence[str], with_paper: b
     return _table(header, rows)
 
 
-def report_markdown(config: ExperimentConfig, rows: Sequence[dict], timings: dict, figures: Sequence[str]) -> str:
-    """The text of report.md (figures: names of the PNGs already written under figures/)."""
+def fidelity_lines(fidelity: dict[float, dict]) -> list[str]:
+    """The style-fidelity verdicts (``fidelity.json`` of each pix2pix's synthetic images) as a table."""
+    body = [[f"{100 * f:g} %", report["verdict"], report["line"].split(" ", 2)[-1] if "line" in report else ""]
+            for f, report in sorted(fidelity.items())]
+    return [*_table(["pix2pix trained on", "verdict", "figures (synthetic vs real)"], body),
+            "A WARN means the synthetic images differ from the real ones in a way the U-Net may learn "
+            "(grey levels, boundary contrast or width, a periodic artifact): read its rows with that in mind.", ""]
+
+
+def report_markdown(config: ExperimentConfig, rows: Sequence[dict], timings: dict, figures: Sequence[str],
+                    fidelity: dict[float, dict] | None = None) -> str:
+    """The text of report.md (figures: names of the PNGs already written under figures/; fidelity: the
+    ``fidelity.json`` of each real fraction's synthetic images)."""
     stats = aggregate(rows)
     seeds = sorted({int(r["seed"]) for r in rows})
     lines = ["# grainforge experiment report", "",
@@ -128,6 +140,8 @@ def report_markdown(config: ExperimentConfig, rows: Sequence[dict], timings: dic
              f"`{config.style.preset}`, {config.style.iters or 'preset'} iterations. Cells: mean ± std over seeds "
              "(population std; no ± with one seed). MAP and ARI use the paper's conventions (docs/design.md §4); the paper's "
              "numbers come from 100 real training images of 2800 × 1600 px and 28k-iteration U-Nets.", ""]
+    if fidelity:
+        lines += ["## Style fidelity of the synthetic images", "", *fidelity_lines(fidelity)]
     if "table1" in config.tables:
         lines += ["## Table 1 — time per 400 × 400 image", "", *table1_lines(timings)]
     if "table3" in config.tables:
@@ -158,6 +172,19 @@ def report_markdown(config: ExperimentConfig, rows: Sequence[dict], timings: dic
     return "\n".join(lines)
 
 
+def read_fidelity(layout: RunLayout, config: ExperimentConfig) -> dict[float, dict]:
+    """{real fraction: fidelity.json} of the synthetic image sets the run has."""
+    from grainforge.experiment.artefacts import style_fractions
+    from grainforge.style.fidelity import REPORT_FILE
+
+    found = {}
+    for fraction in style_fractions(config):
+        path = layout.synthetic(fraction) / REPORT_FILE
+        if path.is_file():
+            found[fraction] = json.loads(path.read_text())
+    return found
+
+
 def render_report(run_dir: str | Path, config: ExperimentConfig) -> Path:
     """Write RUN_DIR/report.md and RUN_DIR/figures/*.png from results.csv and the artefacts; returns report.md."""
     layout = RunLayout(Path(run_dir))
@@ -172,5 +199,5 @@ def render_report(run_dir: str | Path, config: ExperimentConfig) -> Path:
     figures = [name for name, make in makers.items() if make(figures_dir / name)]
     path = layout.report
     with atomic_path(path) as tmp:
-        tmp.write_text(report_markdown(config, rows, layout.read_timings(), figures))
+        tmp.write_text(report_markdown(config, rows, layout.read_timings(), figures, read_fidelity(layout, config)))
     return path

@@ -48,7 +48,7 @@ def _load_generator_file(model_dir: str | os.PathLike, device: torch.device) -> 
     path = Path(model_dir) if Path(model_dir).is_file() else Path(model_dir) / GENERATOR_FILE
     data = checkpoint.load(path, "pix2pix-generator")
     config = config_from_dict(StyleConfig, data["config"], str(path))
-    generator = UnetGenerator(config.depth, config.ngf, config.dropout)
+    generator = UnetGenerator(config.depth, config.ngf, config.dropout, upsample=config.upsample)
     try:
         generator.load_state_dict(data["state"])
     except (KeyError, RuntimeError) as err:

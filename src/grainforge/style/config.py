@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Literal
 
 from grainforge.errors import UserError
 from grainforge.style.networks import unet_depth
@@ -23,6 +24,7 @@ class StyleConfig:
     ngf: int = 64                    # generator width of the outermost level
     ndf: int = 64                    # discriminator width of the first layer
     dropout: float = 0.5             # in the decoder blocks next to the bottleneck
+    upsample: Literal["transpose", "resize"] = "transpose"  # decoder up-sampling (networks.up_convolution)
     batch_size: int = 1
     iters: int = 560_000             # paper: 200 epochs over 2800 training crops at batch 1
     decay_fraction: float = 0.5      # last fraction of iters: lr decays linearly to 0

@@ -38,6 +38,21 @@ def unet_depth(crop: int) -> int:
     return depth
 
 
+UPSAMPLING = ("transpose", "resize")
+
+
+def up_convolution(c_in: int, c_out: int, upsample: str, bias: bool) -> nn.Module:
+    """2x up-sampling convolution: ``transpose`` = the reference's 4x4 stride-2 transposed convolution;
+    ``resize`` = nearest-neighbour 2x resize then a 3x3 convolution (Odena et al. 2016, "Deconvolution
+    and checkerboard artifacts"), which cannot paint the periodic dot grid the uneven overlap of a
+    stride-2 transposed kernel leaves."""
+    if upsample == "transpose":
+        return nn.ConvTranspose2d(c_in, c_out, kernel_size=4, stride=2, padding=1, bias=bias)
+    if upsample == "resize":
+        return nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c_in, c_out, 3, 1, 1, bias=bias))
+    raise ValueError(f"upsample {upsample!r} is not one of {', '.join(UPSAMPLING)}")
+
+
 class UnetBlock(nn.Module):
     """One level of the U-Net: down-sample, run ``inner`` (None = innermost), up-sample, skip-concat.
 
@@ -46,7 +61,7 @@ class UnetBlock(nn.Module):
     """
 
     def __init__(self, outer: int, width: int, inner: nn.Module | None, *, in_channels: int | None = None,
-                 outermost: bool = False, dropout: float = 0.0):
+                 outermost: bool = False, dropout: float = 0.0, upsample: str = "transpose"):
         super().__init__()
         self.outermost = outermost
         in_channels = outer if in_channels is None else in_channels
@@ -55,13 +70,13 @@ class UnetBlock(nn.Module):
         up_in = width if innermost else 2 * width
         if outermost:
             down = [down_conv]
-            up = [nn.ReLU(True), nn.ConvTranspose2d(up_in, outer, kernel_size=4, stride=2, padding=1), nn.Tanh()]
+            up = [nn.ReLU(True), up_convolution(up_in, outer, upsample, bias=True), nn.Tanh()]
         elif innermost:  # no norm on the 1x1 bottleneck (batch norm of one value per channel is undefined at batch 1)
             down = [nn.LeakyReLU(0.2, True), down_conv]
-            up = [nn.ReLU(True), nn.ConvTranspose2d(up_in, outer, 4, 2, 1, bias=False), nn.BatchNorm2d(outer)]
+            up = [nn.ReLU(True), up_convolution(up_in, outer, upsample, bias=False), nn.BatchNorm2d(outer)]
         else:
             down = [nn.LeakyReLU(0.2, True), down_conv, nn.BatchNorm2d(width)]
-            up = [nn.ReLU(True), nn.ConvTranspose2d(up_in, outer, 4, 2, 1, bias=False), nn.BatchNorm2d(outer)]
+            up = [nn.ReLU(True), up_convolution(up_in, outer, upsample, bias=False), nn.BatchNorm2d(outer)]
         if dropout > 0:
             up.append(nn.Dropout(dropout))
         self.model = nn.Sequential(*down, *([inner] if inner is not None else []), *up)
@@ -75,21 +90,22 @@ class UnetGenerator(nn.Module):
     """U-Net generator label (B, 1, H, W) -> image (B, 1, H, W) in [-1, 1]; H, W multiples of 2**depth.
 
     Widths from the outside in: ngf, 2ngf, 4ngf, then 8ngf for the remaining ``depth - 3``
-    levels; the ``depth - 5`` decoder blocks next to the innermost one carry dropout.
+    levels; the ``depth - 5`` decoder blocks next to the innermost one carry dropout. ``upsample``:
+    see :func:`up_convolution`.
     """
 
-    def __init__(self, depth: int, ngf: int = 64, dropout: float = 0.5, channels: int = 1):
+    def __init__(self, depth: int, ngf: int = 64, dropout: float = 0.5, channels: int = 1, upsample: str = "transpose"):
         super().__init__()
         if depth < MIN_DEPTH:
             raise ValueError(f"U-Net depth {depth} < {MIN_DEPTH}")
         self.depth = depth
-        block = UnetBlock(ngf * 8, ngf * 8, None)
+        block = UnetBlock(ngf * 8, ngf * 8, None, upsample=upsample)
         for _ in range(depth - MIN_DEPTH):
-            block = UnetBlock(ngf * 8, ngf * 8, block, dropout=dropout)
-        block = UnetBlock(ngf * 4, ngf * 8, block)
-        block = UnetBlock(ngf * 2, ngf * 4, block)
-        block = UnetBlock(ngf, ngf * 2, block)
-        self.model = UnetBlock(channels, ngf, block, in_channels=channels, outermost=True)
+            block = UnetBlock(ngf * 8, ngf * 8, block, dropout=dropout, upsample=upsample)
+        block = UnetBlock(ngf * 4, ngf * 8, block, upsample=upsample)
+        block = UnetBlock(ngf * 2, ngf * 4, block, upsample=upsample)
+        block = UnetBlock(ngf, ngf * 2, block, upsample=upsample)
+        self.model = UnetBlock(channels, ngf, block, in_channels=channels, outermost=True, upsample=upsample)
 
     def forward(self, label: torch.Tensor) -> torch.Tensor:
         return self.model(label)

@@ -54,7 +54,7 @@ class Pix2Pix:
     def __init__(self, config: StyleConfig, device: torch.device):
         self.config = config
         self.device = device
-        self.generator = init_weights(UnetGenerator(config.depth, config.ngf, config.dropout)).to(device)
+        self.generator = init_weights(UnetGenerator(config.depth, config.ngf, config.dropout, upsample=config.upsample)).to(device)
         self.discriminator = init_weights(PatchDiscriminator(config.ndf)).to(device)
         betas = (config.beta1, 0.999)
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=config.lr, betas=betas)
