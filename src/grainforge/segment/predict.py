@@ -1,5 +1,7 @@
 """Prediction: micrographs of any size -> boundary probabilities, closed 1-pixel boundaries, grain
-label maps, overlays, per-grain tables and a summary with the ASTM E112 grain-size number.
+label maps, overlays, per-grain tables and a summary with the ASTM E112 grain-size number. The model is a
+U-Net (``best.pt``, tiled inference) or a random forest (``forest.skops``); both go through the same
+post-processing and write the same outputs.
 
 Output folder: ``probabilities/<stem>.png`` (uint8, 255 = probability 1), ``boundaries/<stem>.png``
 (uint8, 255 = boundary), ``labels/<stem>.tif`` (4-connected grain ids, 0 = boundary),
@@ -11,7 +13,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -106,25 +108,44 @@ def gather_images(inputs: Sequence[str | os.PathLike]) -> list[Path]:
     return files
 
 
+def load_segmenter(model: str | os.PathLike, device: str = "auto") -> tuple[Callable[[np.ndarray], np.ndarray], object, Path, str]:
+    """(image (H, W) in [0, 1] -> boundary probability float32 (H, W), its config (a PostprocessConfig),
+    model file, device name) of a U-Net (folder with best.pt, or a .pt file) or a random forest (folder with
+    forest.skops, or a .skops file; always on the CPU)."""
+    from grainforge.segment.forest import forest_file, forest_probability, load_forest
+
+    if forest_file(model) is not None:
+        forest, config, path = load_forest(model)
+        return (lambda image: forest_probability(forest, image, config)), config, path, "cpu"
+    from grainforge.segment.inference import tiled_probability
+    from grainforge.segment.network import load_model, model_file
+    from grainforge.torchutil import resolve_device
+
+    torch_device = resolve_device(device)
+    network, config, _ = load_model(model, torch_device)
+
+    def probability_of(image: np.ndarray) -> np.ndarray:
+        return tiled_probability(network, image, config.tile, config.overlap)
+
+    return probability_of, config, model_file(model), str(torch_device)
+
+
 def predict(model_dir: str | os.PathLike, inputs: Sequence[str | os.PathLike], out: str | os.PathLike,
             um_per_px: float | None = None, device: str = "auto", progress: bool = True,
             threshold_only: bool = False) -> list[dict]:
-    """Segment every input image with the model in ``model_dir`` (folder or .pt file) and write the output
-    folder (module docstring); returns the summary rows. ``threshold_only`` writes plain-thresholded
-    boundaries (probability > config.threshold) instead of the closed watershed boundaries."""
+    """Segment every input image with the model in ``model_dir`` (U-Net or forest folder, .pt or .skops
+    file) and write the output folder (module docstring); returns the summary rows. ``threshold_only``
+    writes plain-thresholded boundaries (probability > config.threshold) instead of the closed watershed
+    boundaries."""
     from grainforge.config import config_to_dict
     from grainforge.data.io import ensure_writable_dir, read_grey, write_boundary_png, write_csv, write_png, write_tiff
     from grainforge.progress import progress_bar
     from grainforge.runinfo import RunRecord
-    from grainforge.segment.inference import tiled_probability
-    from grainforge.segment.network import load_model, model_file
     from grainforge.segment.postprocess import postprocess
-    from grainforge.torchutil import resolve_device
 
     if um_per_px is not None and not um_per_px > 0:
         raise UserError(f"--um-per-px {um_per_px}: must be > 0 (micrometres per pixel)")
-    torch_device = resolve_device(device)
-    network, config, _ = load_model(model_dir, torch_device)
+    probability_of, config, model_path, device_name = load_segmenter(model_dir, device)
     files = gather_images(inputs)
     out = ensure_writable_dir(out)
     record = RunRecord(out, command="segment predict", config=config_to_dict(config), seed=None)
@@ -134,7 +155,7 @@ def predict(model_dir: str | os.PathLike, inputs: Sequence[str | os.PathLike], o
         for path in files:
             image = read_grey(path)
             with record.phase("inference"):
-                probability = tiled_probability(network, image, config.tile, config.overlap)
+                probability = probability_of(image)
             with record.phase("post-processing"):
                 boundary, labels = postprocess(probability, config, threshold_only=threshold_only)
                 rows = grain_rows(boundary, labels, um_per_px)
@@ -147,6 +168,6 @@ def predict(model_dir: str | os.PathLike, inputs: Sequence[str | os.PathLike], o
             summary.append(summary_row(stem, labels, rows, um_per_px))
             bar.update(task, advance=1)
     write_csv(out / "summary.csv", summary, SUMMARY_COLUMNS if um_per_px else SUMMARY_COLUMNS[:6])
-    record.write(model=str(model_file(model_dir)), inputs=[str(p) for p in files], um_per_px=um_per_px,
-                 threshold_only=threshold_only, device=str(torch_device))
+    record.write(model=str(model_path), inputs=[str(p) for p in files], um_per_px=um_per_px,
+                 threshold_only=threshold_only, device=device_name)
     return summary
