@@ -115,10 +115,16 @@ class ForestConfig(PostprocessConfig):
 
     Features per pixel (``skimage.feature.multiscale_basic_features``): Gaussian-smoothed intensity, Sobel
     edge magnitude and the two Hessian eigenvalues (texture) at ``num_sigma`` scales log-spaced from
-    ``sigma_min`` to ``sigma_max`` px. Training sample: per image at most ``pixels_per_image`` pixels, half
-    boundary and half grain (fewer when a class has fewer pixels), seeded. Post-processing fields:
-    :class:`PostprocessConfig`.
+    ``sigma_min`` to ``sigma_max`` px. Training sample: per image at most ``min(pixels_per_image,
+    max_pixels // number of training images)`` pixels, half boundary and half grain (fewer when a class has
+    fewer pixels), seeded; ``max_pixels`` bounds the fitting time however many images there are.
+    Post-processing fields: :class:`PostprocessConfig`, with ``min_border_probability`` 0.5 instead of 0.3:
+    trained on balanced classes, the forest gives grain pixels of ambiguous texture probabilities well
+    above the true boundary share, and 0.5 (its boundary-vs-grain decision point) keeps only borders it
+    calls boundary on average (on 12 tbm training crops held out of the fit: ARI 0.38 vs 0.23 at 0.3).
     """
+
+    min_border_probability: float = 0.5
 
     sigma_min: float = 1.0
     sigma_max: float = 16.0
@@ -130,6 +136,7 @@ class ForestConfig(PostprocessConfig):
     max_depth: int | None = 20  # None grows every tree until its leaves are pure
     min_samples_leaf: int = 2
     pixels_per_image: int = 20000
+    max_pixels: int = 60000
     n_jobs: int = -1  # threads for fitting (-1 = all CPUs); prediction runs on one, so maps are bit-identical
 
     def validate(self) -> None:
@@ -141,7 +148,7 @@ class ForestConfig(PostprocessConfig):
             (self.n_estimators >= 1, "n_estimators must be >= 1"),
             (self.max_depth is None or self.max_depth >= 1, "max_depth must be >= 1 (or null for unlimited)"),
             (self.min_samples_leaf >= 1, "min_samples_leaf must be >= 1"),
-            (self.pixels_per_image >= 2, "pixels_per_image must be >= 2 (one pixel of each class)"),
+            (self.pixels_per_image >= 2 and self.max_pixels >= 2, "pixels_per_image and max_pixels must be >= 2"),
             (self.n_jobs != 0, "n_jobs must be -1 (all CPUs) or >= 1"),
         ]
         _raise_first_failure("forest config", checks + self.postprocess_checks())

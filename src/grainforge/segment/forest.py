@@ -56,12 +56,14 @@ def pixel_features(image: np.ndarray, config) -> np.ndarray:
 def sample_pixels(pairs: Sequence, config, seed: int, progress=None) -> tuple[np.ndarray, np.ndarray]:
     """Training sample (features float32 (N, F), classes uint8 (N,), 1 = boundary) of ``pairs``.
 
-    Per image ``min(pixels_per_image // 2, boundary px, grain px)`` pixels of each class, drawn without
-    replacement by one generator seeded with ``seed``, in the order of ``pairs``. UserError naming the
+    Per image ``min(cap // 2, boundary px, grain px)`` pixels of each class, with ``cap =
+    min(pixels_per_image, max_pixels // len(pairs))``, drawn without replacement by one generator seeded
+    with ``seed``, in the order of ``pairs``. UserError naming the
     image when an image and its boundary map differ in size, or when no image has both classes.
     ``progress``: optional callable run after each image.
     """
     rng = np.random.default_rng(seed)
+    per_class = max(1, min(config.pixels_per_image, config.max_pixels // max(len(pairs), 1)) // 2)
     features, classes = [], []
     for pair in pairs:
         if pair.image.shape != pair.boundary.shape:
@@ -70,7 +72,7 @@ def sample_pixels(pairs: Sequence, config, seed: int, progress=None) -> tuple[np
                             f"images pixel for pixel")
         boundary = np.flatnonzero(pair.boundary)
         grain = np.flatnonzero(~pair.boundary)
-        n = min(config.pixels_per_image // 2, boundary.size, grain.size)
+        n = min(per_class, boundary.size, grain.size)
         if n > 0:
             take = np.concatenate([rng.choice(boundary, n, replace=False), rng.choice(grain, n, replace=False)])
             features.append(pixel_features(pair.image, config).reshape(-1, n_features(config))[take])

@@ -123,11 +123,8 @@ def load_segmenter(model: str | os.PathLike, device: str = "auto") -> tuple[Call
 
     torch_device = resolve_device(device)
     network, config, _ = load_model(model, torch_device)
-
-    def probability_of(image: np.ndarray) -> np.ndarray:
-        return tiled_probability(network, image, config.tile, config.overlap)
-
-    return probability_of, config, model_file(model), str(torch_device)
+    return (lambda image: tiled_probability(network, image, config.tile, config.overlap)), config, model_file(model), \
+        str(torch_device)
 
 
 def predict(model_dir: str | os.PathLike, inputs: Sequence[str | os.PathLike], out: str | os.PathLike,
