@@ -8,11 +8,12 @@ A :class:`~grainforge.errors.UserError` anywhere becomes one line on stderr and 
 from __future__ import annotations
 
 import sys
+import warnings
 
 import typer
 
 from grainforge.commands import demo_data, evaluate, experiment, segment, simulate, slice_sections, stats, style
-from grainforge.errors import UserError
+from grainforge.errors import GrainforgeWarning, UserError
 
 app = typer.Typer(
     name="grainforge",
@@ -27,14 +28,24 @@ app.command("stats")(stats.stats)
 app.command("demo-data")(demo_data.demo_data)
 app.command("evaluate")(evaluate.evaluate)
 app.add_typer(style.app, name="style", help="pix2pix style transfer: train on real pairs, apply to labels.")
-app.add_typer(segment.app, name="segment", help="U-Net segmentation: train on real + synthetic, predict grains.")
+app.add_typer(segment.app, name="segment", help="Segmentation (U-Net or random forest): train on real + synthetic, predict grains.")
 app.command("experiment")(experiment.experiment)
 
 EXIT_USER_ERROR = 2
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None, _default=warnings.showwarning) -> None:
+    """Print a :class:`GrainforgeWarning` as one line on stderr; other warnings as Python does."""
+    if issubclass(category, GrainforgeWarning):
+        print(f"grainforge: warning: {message}", file=sys.stderr)
+    else:
+        _default(message, category, filename, lineno, file, line)
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point. User errors print ``grainforge: error: ...`` and exit 2."""
+    """Console entry point. User errors print ``grainforge: error: ...`` and exit 2; warnings about a
+    result (:class:`GrainforgeWarning`) print ``grainforge: warning: ...``."""
+    warnings.showwarning = _show_warning
     try:
         app(args=argv, prog_name="grainforge")
     except UserError as err:

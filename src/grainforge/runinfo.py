@@ -13,7 +13,7 @@ from pathlib import Path
 
 from grainforge.data.io import write_json
 
-_PACKAGES = ("grainforge", "numpy", "scipy", "numba", "scikit-image", "torch", "typer")
+_PACKAGES = ("grainforge", "numpy", "scipy", "numba", "scikit-image", "scikit-learn", "skops", "torch", "typer")
 
 
 def versions() -> dict[str, str]:

@@ -1,4 +1,5 @@
-"""`grainforge segment train` / `grainforge segment predict`: U-Net micrograph -> grain boundaries."""
+"""`grainforge segment train` / `grainforge segment predict`: micrograph -> grain boundaries with a U-Net
+or the random-forest baseline."""
 
 from __future__ import annotations
 
@@ -13,24 +14,40 @@ app = typer.Typer(no_args_is_help=True)
 def train(
     real: Path | None = typer.Option(None, "--real", help="Real pairs: folder with images/ + labels/ (same stems), or an .h5 file."),
     real_fraction: float = typer.Option(1.0, "--real-fraction", help="Nested seeded fraction of the real training images, in [0, 1]."),
-    extra: list[Path] = typer.Option([], "--extra",
-                                     help="Extra pairs (synthetic, simulated), repeatable; half of each batch, split evenly."),
-    config: str = typer.Option("cpu-small", "--config", help="Preset cpu-small | paper, or a YAML file (may start with 'base: PRESET')."),
-    out: Path = typer.Option(..., "--out", help="Model folder: best.pt, checkpoint.pt, config.yaml, log.csv, run.json."),
-    iters: int | None = typer.Option(None, "--iters", help="Training iterations (overrides the config)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the init, the split, the fraction and the crops."),
-    device: str = typer.Option("auto", "--device", help="auto (CUDA when present) | cpu | cuda."),
-    resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoint.pt (same config and --iters)."),
-    val: Path | None = typer.Option(None, "--val", help="Validation pairs (default: hold out part of --real when it has enough images)."),
+    extra: list[Path] = typer.Option([], "--extra", help="Extra pairs (synthetic, simulated), repeatable; U-Net: half of each batch, split evenly; forest: sampled like the real images."),
+    method: str = typer.Option("unet", "--method", help="unet | forest (random-forest pixel classifier, a baseline trained in seconds)."),
+    config: str | None = typer.Option(None, "--config", help="Preset (unet: cpu-small | paper, default cpu-small; forest: default), "
+                                                             "or a YAML file (may start with 'base: PRESET')."),
+    out: Path = typer.Option(..., "--out", help="Model folder: config.yaml, run.json and best.pt, checkpoint.pt, log.csv (unet) "
+                                                 "or forest.skops (forest)."),
+    iters: int | None = typer.Option(None, "--iters", help="U-Net training iterations (overrides the config)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the init, the split, the fraction and the crops (forest: pixel sample and trees)."),
+    device: str = typer.Option("auto", "--device", help="auto (CUDA when present) | cpu | cuda (U-Net only)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoint.pt (same config and --iters; U-Net only)."),
+    val: Path | None = typer.Option(None, "--val", help="Validation pairs (default: hold out part of --real when it has enough images; U-Net only)."),
 ) -> None:
-    """Train the U-Net on real (+ extra) image/label pairs; keeps the best checkpoint by validation MAP."""
+    """Train a U-Net (keeps the best checkpoint by validation MAP) or a random forest on real (+ extra) image/label pairs."""
     from rich.console import Console
 
     from grainforge.config import load_config
-    from grainforge.data.io import read_csv
-    from grainforge.segment.config import SEGMENT_PRESETS, SegmentConfig
+    from grainforge.errors import UserError
+    from grainforge.segment.config import FOREST_PRESETS, SEGMENT_PRESETS, ForestConfig, SegmentConfig
 
-    segment_config = load_config(SegmentConfig, config, SEGMENT_PRESETS)  # before importing torch: fast errors
+    if method == "forest":
+        unet_only = [flag for flag, given in (("--iters", iters is not None), ("--resume", resume), ("--val", val is not None))
+                     if given]
+        if unet_only:
+            raise UserError(f"{unet_only[0]}: only for --method unet; the forest trains in one pass on all given images")
+        forest_config = load_config(ForestConfig, config or "default", FOREST_PRESETS)
+        from grainforge.segment.forest import FOREST_FILE, train_forest
+
+        model_dir = train_forest(real, out, forest_config, real_fraction=real_fraction, seed=seed, extras=extra)
+        Console().print(f"forest model: [bold]{model_dir / FOREST_FILE}[/]  (run record: {model_dir / 'run.json'})")
+        return
+    if method != "unet":
+        raise UserError(f"--method {method!r}: must be unet or forest")
+    segment_config = load_config(SegmentConfig, config or "cpu-small", SEGMENT_PRESETS)  # before importing torch: fast errors
+    from grainforge.data.io import read_csv
     from grainforge.segment.train import train_segmenter
 
     model_dir = train_segmenter(real, out, segment_config, real_fraction=real_fraction, extras=extra, iters=iters,
@@ -43,7 +60,8 @@ def train(
 
 @app.command("predict")
 def predict(
-    model_dir: Path = typer.Argument(..., help="Model folder written by `grainforge segment train` (or a .pt file)."),
+    model_dir: Path = typer.Argument(..., help="Model folder written by `grainforge segment train` "
+                                               "(U-Net or forest; or a .pt / .skops file)."),
     inputs: list[Path] = typer.Argument(..., help="Micrograph files and/or folders of them (any size)."),
     out: Path = typer.Option(..., "--out", help="Writes boundaries/, labels/, probabilities/, overlays/, grains/, summary.csv."),
     um_per_px: float | None = typer.Option(None, "--um-per-px", help="Pixel size in micrometres: adds areas in um^2 and ASTM E112 G."),

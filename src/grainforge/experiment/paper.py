@@ -1,4 +1,4 @@
-"""Every number the report quotes from the paper (DESIGN §2.6), in one place."""
+"""Every number the report quotes from the paper (docs/design.md §9.2), in one place."""
 
 from __future__ import annotations
 

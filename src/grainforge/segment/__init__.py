@@ -1,8 +1,10 @@
-"""U-Net segmentation (docs/design.md §8): training on real + extra mixes, tiled prediction, closed
-1-pixel boundaries and grain tables. Importing this package imports torch."""
+"""Segmentation (docs/design.md §8): a U-Net trained on real + extra mixes, or the random-forest baseline;
+prediction, closed 1-pixel boundaries and grain tables. Importing this package imports torch."""
 
-from grainforge.segment.config import SEGMENT_PRESETS, SegmentConfig
+from grainforge.segment.config import FOREST_PRESETS, SEGMENT_PRESETS, ForestConfig, PostprocessConfig, SegmentConfig
+from grainforge.segment.forest import train_forest
 from grainforge.segment.predict import predict
 from grainforge.segment.train import train_segmenter
 
-__all__ = ["SEGMENT_PRESETS", "SegmentConfig", "predict", "train_segmenter"]
+__all__ = ["FOREST_PRESETS", "SEGMENT_PRESETS", "ForestConfig", "PostprocessConfig", "SegmentConfig", "predict",
+           "train_forest", "train_segmenter"]

@@ -102,10 +102,45 @@ def threshold_boundaries(probability: np.ndarray, threshold: float = 0.5) -> np.
 
 
 def postprocess(probability: np.ndarray, config, threshold_only: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """(boundary bool H x W, grain labels int32 H x W: 0 = boundary, 1..n) with a SegmentConfig's settings."""
+    """(boundary bool H x W, grain labels int32 H x W: 0 = boundary, 1..n) with the settings of a
+    :class:`grainforge.segment.config.PostprocessConfig` (a U-Net's SegmentConfig or a ForestConfig)."""
     if threshold_only:
         boundary = threshold_boundaries(probability, config.threshold)
     else:
         boundary = closed_boundaries(probability, config.marker_threshold, config.marker_erosion, config.min_grain_area,
                                      config.min_border_probability)
     return boundary, label_grains(boundary)
+
+
+MIN_FOUND_BOUNDARY = 0.2
+"""A trained model that finds less than this share of the (thinned) labelled boundary length on its own
+training images after post-processing is reported by :func:`missing_boundary_warnings`."""
+
+
+def missing_boundary_warnings(pairs, probability_of, config, n_images: int = 2) -> list[str]:
+    """``[warning]`` when a trained model finds (almost) no boundary on its own training images, else ``[]``;
+    the warning is also issued as a :class:`grainforge.errors.GrainforgeWarning`.
+
+    ``pairs``: the training pairs (the first ``n_images`` are checked); ``probability_of``: image (H x W in
+    [0, 1]) -> boundary probability (H x W); ``config``: a PostprocessConfig. The boundary pixels after
+    :func:`postprocess` are compared with the labelled boundary thinned to 1 px (so that thick labels do
+    not count against the 1-px predicted lines); below :data:`MIN_FOUND_BOUNDARY` of it (summed over the
+    checked images) the model's predictions would be (nearly) one-grain maps.
+    """
+    import warnings
+
+    from skimage.morphology import thin
+
+    from grainforge.errors import GrainforgeWarning
+
+    checked = list(pairs)[:n_images]
+    found = sum(int(postprocess(probability_of(pair.image), config)[0].sum()) for pair in checked)
+    labelled = sum(int(thin(pair.boundary).sum()) for pair in checked)
+    if labelled == 0 or found >= MIN_FOUND_BOUNDARY * labelled:
+        return []
+    message = (f"the trained model finds almost no boundary on its own training images "
+               f"({', '.join(pair.name for pair in checked)}: {found} boundary px after post-processing vs {labelled} "
+               f"labelled, {100 * found / labelled:.0f} %); its predictions will be (nearly) one-grain maps: check that "
+               f"the labels mark boundaries, or train longer or on more images")
+    warnings.warn(message, GrainforgeWarning, stacklevel=3)
+    return [message]

@@ -1,5 +1,10 @@
 """Prediction: micrographs of any size -> closed 1-pixel boundaries, grain maps and grain tables.
 
+Boundary probabilities, closed 1-pixel boundaries, grain label maps, overlays, per-grain tables and
+a summary with the ASTM E112 grain-size number. The model is a
+U-Net (``best.pt``, tiled inference) or a random forest (``forest.skops``); both go through the same
+post-processing and write the same outputs.
+
 Also boundary probabilities, overlays and a summary with the ASTM E112 grain-size number.
 Output folder: ``probabilities/<stem>.png`` (uint8, 255 = probability 1), ``boundaries/<stem>.png``
 (uint8, 255 = boundary), ``labels/<stem>.tif`` (4-connected grain ids, 0 = boundary),
@@ -114,24 +119,47 @@ def gather_images(inputs: Sequence[str | os.PathLike]) -> list[Path]:
     return files
 
 
-def segment_image(network, image: np.ndarray, config, threshold_only: bool = False,
+def segment_image(probability_of: Callable[[np.ndarray], np.ndarray], image: np.ndarray, config,
+                  threshold_only: bool = False,
                   phase: Callable[[str], contextlib.AbstractContextManager] = contextlib.nullcontext
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Segment a grey image (H x W in [0, 1]): tiled inference, then post-processing.
+    """Segment a grey image (H x W in [0, 1]): boundary probability, then post-processing.
 
     Returns (boundary probability float32 H x W, boundary bool H x W, grain labels int32 H x W with
     0 = boundary). Post-processing follows the SegmentConfig's settings (``threshold_only``: plain
-    threshold instead of closed boundaries). ``phase(name)`` wraps the "inference" and
+    threshold instead of closed boundaries). ``probability_of``: image -> boundary probability (float32
+    H x W), e.g. the first item of :func:`load_segmenter`. ``phase(name)`` wraps the "inference" and
     "post-processing" steps, e.g. ``RunRecord.phase`` to time them.
     """
-    from grainforge.segment.inference import tiled_probability
     from grainforge.segment.postprocess import postprocess
 
     with phase("inference"):
-        probability = tiled_probability(network, image, config.tile, config.overlap)
+        probability = probability_of(image)
     with phase("post-processing"):
         boundary, labels = postprocess(probability, config, threshold_only=threshold_only)
     return probability, boundary, labels
+
+
+def load_segmenter(model: str | os.PathLike, device: str = "auto") -> tuple[Callable[[np.ndarray], np.ndarray], object, Path, str]:
+    """Load a U-Net or a random forest as a boundary-probability function.
+
+    Returns (image (H, W) in [0, 1] -> boundary probability float32 (H, W), its config (a
+    PostprocessConfig), model file, device name) of a U-Net (folder with best.pt, or a .pt file) or a
+    random forest (folder with forest.skops, or a .skops file; always on the CPU).
+    """
+    from grainforge.segment.forest import forest_file, forest_probability, load_forest
+
+    if forest_file(model) is not None:
+        forest, config, path = load_forest(model)
+        return (lambda image: forest_probability(forest, image, config)), config, path, "cpu"
+    from grainforge.segment.inference import tiled_probability
+    from grainforge.segment.network import load_model, model_file
+    from grainforge.torchutil import resolve_device
+
+    torch_device = resolve_device(device)
+    network, config, _ = load_model(model, torch_device)
+    return (lambda image: tiled_probability(network, image, config.tile, config.overlap)), config, model_file(model), \
+        str(torch_device)
 
 
 def predict(model_dir: str | os.PathLike, inputs: Sequence[str | os.PathLike], out: str | os.PathLike,
@@ -139,15 +167,15 @@ def predict(model_dir: str | os.PathLike, inputs: Sequence[str | os.PathLike], o
             threshold_only: bool = False) -> list[dict]:
     """Segment micrographs into closed 1-pixel grain boundaries and grains (docs/design.md §8.5).
 
-    The library function behind ``grainforge segment predict``: tiled, Hann-blended inference of
-    the boundary probability, then watershed closing to 1-pixel boundaries whose 4-connected
-    grains are measured.
+    The library function behind ``grainforge segment predict``: the boundary probability (a U-Net's
+    tiled, Hann-blended inference, or a random forest's per-pixel classification), then watershed
+    closing to 1-pixel boundaries whose 4-connected grains are measured.
 
     Parameters
     ----------
     model_dir : str or path-like
-        Model folder written by :func:`grainforge.segment.train_segmenter` (its ``best.pt``), or a
-        model .pt file.
+        Model folder written by :func:`grainforge.segment.train_segmenter` (its ``best.pt``) or by
+        :func:`grainforge.segment.forest.train_forest` (its ``forest.skops``), or such a file.
     inputs : sequence of str or path-like
         Micrograph files and/or folders of them, any size (a folder without images but with
         ``images/`` uses that). Outputs are named by file stem, so stems must be unique.
@@ -211,13 +239,10 @@ def predict(model_dir: str | os.PathLike, inputs: Sequence[str | os.PathLike], o
     from grainforge.data.io import ensure_writable_dir, read_grey, write_boundary_png, write_csv, write_png, write_tiff
     from grainforge.progress import progress_bar
     from grainforge.runinfo import RunRecord
-    from grainforge.segment.network import load_model, model_file
-    from grainforge.torchutil import resolve_device
 
     if um_per_px is not None and not um_per_px > 0:
         raise UserError(f"um_per_px {um_per_px}: must be > 0 (micrometres per pixel)")
-    torch_device = resolve_device(device)
-    network, config, _ = load_model(model_dir, torch_device)
+    probability_of, config, model_path, device_name = load_segmenter(model_dir, device)
     files = gather_images(inputs)
     out = ensure_writable_dir(out)
     record = RunRecord(out, command="segment predict", config=config_to_dict(config), seed=None)
@@ -226,7 +251,7 @@ def predict(model_dir: str | os.PathLike, inputs: Sequence[str | os.PathLike], o
         task = bar.add_task("segment predict", total=len(files))
         for path in files:
             image = read_grey(path)
-            probability, boundary, labels = segment_image(network, image, config, threshold_only, record.phase)
+            probability, boundary, labels = segment_image(probability_of, image, config, threshold_only, record.phase)
             with record.phase("post-processing"):
                 rows = grain_rows(boundary, labels, um_per_px)
             stem = path.stem
@@ -238,6 +263,6 @@ def predict(model_dir: str | os.PathLike, inputs: Sequence[str | os.PathLike], o
             summary.append(summary_row(stem, labels, rows, um_per_px))
             bar.update(task, advance=1)
     write_csv(out / "summary.csv", summary, SUMMARY_COLUMNS if um_per_px else SUMMARY_COLUMNS[:6])
-    record.write(model=str(model_file(model_dir)), inputs=[str(p) for p in files], um_per_px=um_per_px,
-                 threshold_only=threshold_only, device=str(torch_device))
+    record.write(model=str(model_path), inputs=[str(p) for p in files], um_per_px=um_per_px,
+                 threshold_only=threshold_only, device=device_name)
     return summary

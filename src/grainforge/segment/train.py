@@ -18,7 +18,8 @@ best validation MAP. Without validation images ``best.pt`` is the final weights.
 
 Model folder: ``config.yaml``, ``best.pt``, ``checkpoint.pt`` (weights, optimiser, schedule and
 iteration, for ``--resume``), ``log.csv`` (iteration, loss, lr, val_map, val_ari, wall_time_s),
-``run.json``.
+``run.json`` (with ``warnings``: e.g. a model that finds almost no boundary on its own training images,
+:func:`grainforge.segment.postprocess.missing_boundary_warnings`, also issued as a GrainforgeWarning).
 """
 
 from __future__ import annotations
@@ -83,20 +84,25 @@ def learning_rate_factor(config, iteration: int) -> float:
 def score_on(network, pairs, config) -> tuple[float, float]:
     """(mean MAP, mean ARI) of the network (tiled inference + post-processing) on full validation images."""
     from grainforge.metrics import evaluate_boundaries
+    from grainforge.segment.inference import tiled_probability
     from grainforge.segment.predict import segment_image
 
     was_training = network.training
     network.eval()
     scores = []
     for pair in pairs:
-        _, boundary, _ = segment_image(network, pair.image, config)
+        _, boundary, _ = segment_image(lambda image: tiled_probability(network, image, config.tile, config.overlap),
+                                       pair.image, config)
         scores.append(evaluate_boundaries(pair.boundary, boundary))
     network.train(was_training)
     return float(np.mean([s["map"] for s in scores])), float(np.mean([s["ari"] for s in scores]))
 
 
 def split_real(real_pairs: list, config, real_fraction: float, seed: int, hold_out: bool) -> tuple[list, list]:
-    """(training pairs after the real fraction, held-out validation pairs) per the module docstring."""
+    """Split the real pairs: (training pairs after the real fraction, held-out validation pairs).
+
+    See the module docstring; ``config`` (its val_* fields) is read only with ``hold_out``.
+    """
     from grainforge.data.split import nested_fraction, train_test_split
 
     if not 0.0 <= real_fraction <= 1.0:
@@ -105,11 +111,12 @@ def split_real(real_pairs: list, config, real_fraction: float, seed: int, hold_o
     train_names, val_names = list(by_name), []
     if hold_out and len(by_name) >= config.val_min_images and config.val_fraction > 0:
         train_names, val_names = train_test_split(list(by_name), config.val_fraction, seed)
+        val_names = val_names[: config.val_max_images]
     if real_fraction == 0.0:
         train_names = []
     elif real_fraction < 1.0:
         train_names = nested_fraction(train_names, real_fraction, seed)
-    return [by_name[n] for n in train_names], [by_name[n] for n in val_names[: config.val_max_images]]
+    return [by_name[n] for n in train_names], [by_name[n] for n in val_names]
 
 
 def _training_batches(datasets: dict, counts: dict[str, int], train_real: list, config, seed: int, start: int):
@@ -131,7 +138,7 @@ def _training_batches(datasets: dict, counts: dict[str, int], train_real: list, 
     return itertools.chain(mixed, itertools.islice(fine_tune, max(start - switch, 0), config.iters - switch))
 
 
-def _source_name(folder: Path, taken: set[str]) -> str:
+def source_name(folder: Path, taken: set[str]) -> str:
     """Name the batch source of an extra folder: its stem, made unique (never "real")."""
     name, k = folder.stem or "extra", 2
     while name in taken or name == "real":
@@ -227,7 +234,9 @@ def train_segmenter(real: str | os.PathLike | None, out: str | os.PathLike, conf
     from grainforge.data.torchdata import PairCropDataset
     from grainforge.progress import progress_bar
     from grainforge.runinfo import RunRecord
-    from grainforge.segment.network import build_network, read_model_file, save_model
+    from grainforge.segment.inference import tiled_probability
+    from grainforge.segment.network import build_network, load_model, read_model_file, save_model
+    from grainforge.segment.postprocess import missing_boundary_warnings
     from grainforge.torchutil import resolve_device, seed_everything
     from rich.progress import TextColumn
 
@@ -251,7 +260,7 @@ def train_segmenter(real: str | os.PathLike | None, out: str | os.PathLike, conf
         val_pairs = val_pairs if val_pairs is not None else held_out
         extra_sources: dict[str, list] = {}
         for folder in extras:
-            extra_sources[_source_name(Path(folder), set(extra_sources))] = load_pairs(folder)
+            extra_sources[source_name(Path(folder), set(extra_sources))] = load_pairs(folder)
     counts = source_counts(config.batch_size, bool(train_real), list(extra_sources), config.real_share)
     pools = {"real": train_real, **extra_sources}
     datasets = {name: PairCropDataset(pools[name], config.crop, length=config.iters * count,
@@ -312,7 +321,13 @@ def train_segmenter(real: str | os.PathLike | None, out: str | os.PathLike, conf
                 save_checkpoint(iteration)
             bar.update(task, advance=1, loss=loss_value, val_map=val_map,
                        speed=(iteration - start) / (time.perf_counter() - t0))
-    record.write(sources={"real": str(real) if real is not None else None, "extras": [str(e) for e in extras],
+    with record.phase("check"):
+        model, _, _ = load_model(out, torch_device)  # best.pt: what `segment predict` will use
+        found_warnings = missing_boundary_warnings(
+            [pair for name in counts for pair in pools[name]],
+            lambda image: tiled_probability(model, image, config.tile, config.overlap), config)
+    record.write(method="unet", warnings=found_warnings,
+                 sources={"real": str(real) if real is not None else None, "extras": [str(e) for e in extras],
                           "val": str(val) if val is not None else "held out of --real"},
                  real_fraction=real_fraction, batch_counts=counts, device=str(torch_device),
                  train_images={name: [p.name for p in pool] for name, pool in pools.items() if name in counts},
