@@ -14,7 +14,8 @@ app = typer.Typer(no_args_is_help=True)
 def train(
     real: Path | None = typer.Option(None, "--real", help="Real pairs: folder with images/ + labels/ (same stems), or an .h5 file."),
     real_fraction: float = typer.Option(1.0, "--real-fraction", help="Nested seeded fraction of the real training images, in [0, 1]."),
-    extra: list[Path] = typer.Option([], "--extra", help="Extra pairs (synthetic, simulated), repeatable; U-Net: half of each batch, split evenly; forest: sampled like the real images."),
+    extra: list[Path] = typer.Option([], "--extra", help="Extra pairs (synthetic, simulated), repeatable; U-Net: half of each "
+                                                         "batch, split evenly; forest: sampled like the real images."),
     method: str = typer.Option("unet", "--method", help="unet | forest (random-forest pixel classifier, a baseline trained in seconds)."),
     config: str | None = typer.Option(None, "--config", help="Preset (unet: cpu-small | paper, default cpu-small; forest: default), "
                                                              "or a YAML file (may start with 'base: PRESET')."),
@@ -24,7 +25,8 @@ def train(
     seed: int = typer.Option(0, "--seed", help="Seed of the init, the split, the fraction and the crops (forest: pixel sample and trees)."),
     device: str = typer.Option("auto", "--device", help="auto (CUDA when present) | cpu | cuda (U-Net only)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoint.pt (same config and --iters; U-Net only)."),
-    val: Path | None = typer.Option(None, "--val", help="Validation pairs (default: hold out part of --real when it has enough images; U-Net only)."),
+    val: Path | None = typer.Option(None, "--val", help="Validation pairs (default: hold out part of --real when it has "
+                                                        "enough images; U-Net only)."),
 ) -> None:
     """Train a U-Net (keeps the best checkpoint by validation MAP) or a random forest on real (+ extra) image/label pairs."""
     from rich.console import Console
