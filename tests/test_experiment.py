@@ -53,14 +53,15 @@ def test_shipped_configs_load_and_plan_expected_rows():
     configs = shipped_configs()
     assert set(configs) == {"demo", "laptop", "paper", "tbm"}
     demo = plan_rows(configs["demo"])
-    # table3: 3 settings; table4 and beyond: 2 settings x 2 fractions; supplement: 1 (1 seed)
-    assert len(demo) == 3 + 4 + 4 + 1
+    # table3: 4 settings (forest too); table4: 3 settings x 2 fractions; beyond: 2 x 2; supplement: 1 (1 seed)
+    assert len(demo) == 4 + 6 + 4 + 1
     assert {(r.table, r.setting) for r in demo if r.real_fraction == 0.25} == {
-        ("table4", "real"), ("table4", "real+synthetic"), ("beyond", "real+microscope"),
+        ("table4", "real"), ("table4", "real+synthetic"), ("table4", "forest"), ("beyond", "real+microscope"),
         ("beyond", "real+synthetic+microscope")}
     laptop = configs["laptop"]
     assert laptop.seeds == [0, 1, 2] and laptop.fractions[0] == 0.05 and laptop.fractions[-1] == 1.0
-    assert configs["tbm"].no_data_images and configs["tbm"].real.thin
+    assert configs["tbm"].no_data_images and not configs["tbm"].real.thin
+    assert configs["tbm"].simulation.match_boundary_width
 
 
 @pytest.mark.parametrize("data, fragment", [
@@ -156,7 +157,7 @@ def test_run_experiment_with_fake_rows_resumes_and_guards_the_config(tmp_path: P
     config = shipped_configs()["demo"]
     counting = CountingRow()
     report = run_experiment(config, tmp_path / "run", progress=False, row_fn=counting)
-    assert len(counting.calls) == len({spec.model_key for spec in plan_rows(config)}) == 11  # real 100 % once
+    assert len(counting.calls) == len({spec.model_key for spec in plan_rows(config)}) == 13  # real and forest 100 % once
     assert report.is_file() and (tmp_path / "run" / "run.json").is_file()
     again = CountingRow()
     run_experiment(config, tmp_path / "run", progress=False, row_fn=again)
@@ -199,8 +200,8 @@ def test_report_renders_tables_from_a_fake_results_csv(tmp_path: Path):
     config = shipped_configs()["demo"]
     report = render_report(tmp_path, config).read_text()
     assert "| real | 0.5000 ± 0.1000 | 0.5000 ± 0.0000 | 0.5845 / 0.8655 |" in report  # Table 3 beside the paper
-    assert ("| 25 % | 0.3000 ± 0.1000 | 0.6000 ± 0.1000 | 0.3000 ± 0.0000 | 0.6000 ± 0.0000 | 0.5343 / 0.8316 | "
-            "0.5792 / 0.8696 |") in report
+    assert ("| 25 % | 0.3000 ± 0.1000 | 0.6000 ± 0.1000 | — | 0.3000 ± 0.0000 | 0.6000 ± 0.0000 | — | 0.5343 / 0.8316 | "
+            "0.5792 / 0.8696 |") in report  # no forest rows in this results.csv: its columns say so
     assert "MAP: best real + synthetic at ≤ 35 % real is 0.6000 (at 25 %) vs real 100 % 0.5000: difference +0.1000" in report
     assert "the claim **holds** for MAP (1 of 1 fractions ≤ 35 % reach real 100 %)" in report
     assert "Inconclusive" not in report

@@ -1,4 +1,5 @@
-"""The real row function: train one U-Net for a (setting, real fraction, seed), predict the test
+"""The real row function: train one U-Net (or, for the ``forest`` setting, the random-forest
+baseline) for a (setting, real fraction, seed), predict the test
 set, score it. Results are cached in ``RUN_DIR/rows/<setting>_f<F>_s<seed>/`` (``RunLayout.row``)
 so that a row shared by two tables (Table 3's "real 100 %" is Table 4's f = 1 real-only row)
 trains once."""
@@ -32,6 +33,7 @@ def training_sources(layout: RunLayout, config: ExperimentConfig, spec: RowSpec)
         return layout.supplement_train, None, [], layout.supplement_test
     extras = {
         "real": [],
+        "forest": [],
         "real+simulated-plain": [layout.plain],
         "real+synthetic": [layout.synthetic(f)],
         "real+microscope": [layout.microscope],
@@ -42,9 +44,10 @@ def training_sources(layout: RunLayout, config: ExperimentConfig, spec: RowSpec)
 
 
 def compute_row(run_dir: str | Path, config: ExperimentConfig, spec: RowSpec) -> dict:
-    """Metrics (mean over test images) of the U-Net of one row; trains it unless cached."""
+    """Metrics (mean over test images) of the model (U-Net, or the forest) of one row; trains it unless cached."""
     from grainforge.metrics import evaluate_folders
-    from grainforge.segment import predict, train_segmenter
+    from grainforge.segment import FOREST_PRESETS, predict, train_segmenter
+    from grainforge.segment.forest import train_forest
 
     layout = RunLayout(Path(run_dir))
     folder = layout.row(spec.setting, spec.real_fraction, spec.seed)
@@ -55,12 +58,17 @@ def compute_row(run_dir: str | Path, config: ExperimentConfig, spec: RowSpec) ->
     seg = segment_config(config)
     t0 = time.perf_counter()
     real, real_pairs, extras, test = training_sources(layout, config, spec)
-    model = train_segmenter(real, folder / "model", seg, extras=extras, seed=spec.seed, device=config.device,
-                            progress=False, real_pairs=real_pairs)
+    if spec.setting == "forest":  # the baseline a metallographer gets in a minute (ilastik-style pixel forest)
+        model = train_forest(real, folder / "model", FOREST_PRESETS["default"], seed=spec.seed, progress=False,
+                             real_pairs=real_pairs)
+    else:
+        model = train_segmenter(real, folder / "model", seg, extras=extras, seed=spec.seed, device=config.device,
+                                progress=False, real_pairs=real_pairs)
     predict(model, list_images(test / "images"), folder / "pred", device=config.device, progress=False)
     per_image = evaluate_folders(folder / "pred" / "boundaries", test / "labels", workers=1)
     write_csv(folder / "per_image.csv", per_image)
     metrics = {name: sum(row[name] for row in per_image) / len(per_image) for name in ROW_METRICS}
-    metrics.update(iterations=seg.iters, wall_time_s=round(time.perf_counter() - t0, 2), n_test_images=len(per_image))
+    metrics.update(iterations=0 if spec.setting == "forest" else seg.iters,
+                   wall_time_s=round(time.perf_counter() - t0, 2), n_test_images=len(per_image))
     write_json(cached, metrics)
     return metrics

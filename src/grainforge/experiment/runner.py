@@ -23,8 +23,8 @@ RESULT_COLUMNS = ("table", "setting", "real_fraction", "seed", "map", "ari", "vi
                   "boundary_f1", "iterations", "wall_time_s")
 #: Settings of each table (Table 1 has no rows: it reads the artefact timings).
 TABLE_SETTINGS = {
-    "table3": ("real", "simulated-plain", "real+simulated-plain"),
-    "table4": ("real", "real+synthetic"),
+    "table3": ("real", "simulated-plain", "real+simulated-plain", "forest"),
+    "table4": ("real", "real+synthetic", "forest"),
     "beyond": ("real+microscope", "real+synthetic+microscope"),
     "supplement": ("synthetic-split",),
 }
@@ -33,6 +33,7 @@ SETTING_NAMES = {
     "real": "real", "simulated-plain": "simulated (plain lines)", "real+simulated-plain": "real + simulated (plain)",
     "real+synthetic": "real + synthetic (pix2pix)", "real+microscope": "real + microscope renders",
     "real+synthetic+microscope": "real + synthetic + microscope", "synthetic-split": "synthetic train/test split",
+    "forest": "random forest (real only)",
 }
 
 
