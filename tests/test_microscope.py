@@ -115,8 +115,12 @@ def test_new_parameters_range_checked(name):
 
 def test_presets_stay_inside_the_documented_ranges():
     assert set(STYLE_PRESETS) == {"hard", "easy", "random"}
-    for name, (lo, hi) in HARD_RANGES.items():
+    for name, (lo, hi, *_) in HARD_RANGES.items():
         assert PARAM_RANGES[name][0] <= lo < hi <= PARAM_RANGES[name][1], name
+    # (lo, hi, power): most draws near lo, a few near hi (median lo + (hi - lo) / 2**power)
+    rng = np.random.default_rng(0)
+    draws = np.array([random_params(rng, {"vignetting": (0.0, 0.4, 3)}).vignetting for _ in range(400)])
+    assert 0.02 < np.median(draws) < 0.1 and draws.max() > 0.3 and draws.min() >= 0.0  # uniform: median 0.2
     assert set(NEW_FIELDS) <= set(HARD_RANGES)  # the hard preset varies every new effect
 
 

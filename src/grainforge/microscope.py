@@ -92,8 +92,8 @@ class MicroscopeParams:
 
 PARAM_RANGES: dict[str, tuple[float, float]] = {f.name: f.metadata["range"] for f in dataclasses.fields(MicroscopeParams)}
 
-HARD_RANGES: dict[str, tuple[float, float]] = {
-    "grain_level": (0.6, 0.95),
+HARD_RANGES: dict[str, tuple[float, ...]] = {
+    "grain_level": (0.55, 0.95),
     "grain_contrast": (0.02, 0.1),
     "grain_mottle": (0.005, 0.03),
     "boundary_depth": (0.4, 0.8),
@@ -106,33 +106,37 @@ HARD_RANGES: dict[str, tuple[float, float]] = {
     "junction_blob_fraction": (0.0, 0.3),
     "pit_density": (0.3, 2.5),
     "pit_radius_px": (0.7, 1.8),
-    "scratch_rate": (0.0, 3.0),
+    "scratch_rate": (0.0, 4.0, 2),
     "scratch_depth": (0.1, 0.4),
     "scratch_width_px": (0.5, 1.1),
     "scratch_curved_fraction": (0.0, 1.0),
     "illumination": (0.0, 0.2),
-    "illumination_gradient": (0.0, 0.5),
-    "vignetting": (0.0, 0.45),
-    "contrast": (0.4, 1.0),
-    "twin_fraction": (0.0, 0.25),
+    "illumination_gradient": (0.0, 0.5, 3),
+    "vignetting": (0.0, 0.45, 3),
+    "contrast": (0.35, 1.0),
+    "twin_fraction": (0.0, 0.3, 2),
     "twin_contrast": (0.0, 0.08),
     "twin_line_depth": (0.05, 0.3),
     "blur_px": (0.5, 1.1),
     "noise": (0.005, 0.03),
 }
-"""Per-image ranges of the ``hard`` demo preset (a sub-range of each field's documented range)."""
+"""Per-image ranges of the ``hard`` demo preset (sub-ranges of the documented ones; a third number skews
+the draw towards ``lo``, see :func:`random_params`)."""
 
-STYLE_PRESETS: dict[str, dict[str, tuple[float, float]]] = {"hard": HARD_RANGES, "easy": {}, "random": PARAM_RANGES}
-"""Demo styles, each a set of per-image uniform ranges (:func:`random_params`): ``hard`` varies contrast,
-illumination, etch, scratches and twins strongly from image to image, so a few images do not cover the
-set; ``easy`` is one fixed style (the defaults: every image looks alike); ``random`` spans every
+STYLE_PRESETS: dict[str, dict[str, tuple[float, ...]]] = {"hard": HARD_RANGES, "easy": {}, "random": PARAM_RANGES}
+"""Demo styles, each a set of per-image ranges (:func:`random_params`): ``hard`` varies exposure,
+contrast, etch, scratches and twins strongly from image to image (strong illumination ramps, vignettes,
+twins and scratches in a few images only), so a few images do not cover the set; ``easy`` is one fixed style (the defaults: every image looks alike); ``random`` spans every
 documented range."""
 
 
-def random_params(rng: np.random.Generator, ranges: dict[str, tuple[float, float]] = PARAM_RANGES) -> MicroscopeParams:
-    """Parameters drawn uniformly over ``ranges`` (default: every field's documented range, a no-GAN
-    augmentation baseline); fields not in ``ranges`` keep their defaults (no draw for an empty dict)."""
-    return MicroscopeParams(**{name: float(rng.uniform(lo, hi)) for name, (lo, hi) in ranges.items()})
+def random_params(rng: np.random.Generator, ranges: dict[str, tuple[float, ...]] = PARAM_RANGES) -> MicroscopeParams:
+    """Parameters drawn over ``ranges`` (default: every field's documented range, a no-GAN augmentation
+    baseline): ``(lo, hi)`` uniformly, ``(lo, hi, power)`` as ``lo + (hi - lo) * u**power`` (u uniform in
+    [0, 1); power > 1 keeps most draws near ``lo``, a few near ``hi``); fields not in ``ranges`` keep
+    their defaults (no draw for an empty dict)."""
+    return MicroscopeParams(**{name: float(spec[0] + (spec[1] - spec[0]) * rng.uniform() ** (spec[2] if len(spec) > 2 else 1.0))
+                               for name, spec in ranges.items()})
 
 
 def preset_params(preset: str | MicroscopeParams, rng: np.random.Generator) -> MicroscopeParams:
