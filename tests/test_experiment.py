@@ -60,6 +60,7 @@ def test_shipped_configs_load_and_plan_expected_rows():
         ("beyond", "real+synthetic+microscope")}
     laptop = configs["laptop"]
     assert laptop.seeds == [0, 1, 2] and laptop.fractions[0] == 0.05 and laptop.fractions[-1] == 1.0
+    assert configs["demo"].real.demo_preset == laptop.real.demo_preset == "hard"
     assert configs["tbm"].no_data_images and not configs["tbm"].real.thin
     assert configs["tbm"].simulation.match_boundary_width
 
@@ -73,6 +74,7 @@ def test_shipped_configs_load_and_plan_expected_rows():
     ({"base": "demo", "style": {"preset": "huge"}}, "style.preset: 'huge' is not one of"),
     ({"base": "demo", "tables": ["table2"]}, "tables: unknown"),
     ({"base": "demo", "real": {"source": "no/such/folder"}}, "real.source: no/such/folder does not exist"),
+    ({"base": "demo", "real": {"demo_preset": "medium"}}, "real.demo_preset: 'medium' must be one of hard"),
 ])
 def test_bad_config_is_a_user_error_naming_the_key(tmp_path: Path, data: dict, fragment: str):
     with pytest.raises(UserError) as err:
@@ -260,3 +262,15 @@ def test_real_source_split_by_name_prefix(tmp_path: Path):
     config = load_experiment_config(_write_yaml(tmp_path / "c.yaml", {"base": "demo", "real": {"source": str(source)}}))
     train, test = artefacts._split_by_source(config, source)
     assert [p.name for p in train] == ["train_a", "train_b", "train_c"] and [p.name for p in test] == ["test_d"]
+
+
+def test_builtin_demo_renders_the_configured_preset(tmp_path: Path):
+    import json
+
+    config = load_experiment_config(_write_yaml(tmp_path / "c.yaml", {
+        "base": "demo", "real": {"demo_images": 4, "demo_size": 64, "demo_preset": "easy"}}))
+    layout = RunLayout(tmp_path / "run")
+    artefacts.prepare_real(config, layout, progress=False)
+    record = json.loads((layout.root / "real" / "generated" / "run.json").read_text())
+    assert record["config"]["preset"] == "easy" and record["config"]["n"] == 4
+    assert len(list((layout.real_train / "images").glob("*.png"))) == 3

@@ -26,6 +26,7 @@ from scipy.special import expit
 from scipy.spatial import cKDTree
 
 from grainforge.data.io import to_uint8
+from grainforge.errors import UserError
 from grainforge.grains import boundary_from_ids, label_grains
 
 DEFAULT_MEAN_AREA_PX = 1600.0
@@ -46,7 +47,8 @@ class MicroscopeParams:
     (and tested) grey levels at the defaults: grain median (pixels >= 4 px from a boundary) 0.80-0.98,
     boundary-pixel median at least 0.25 below it (benchmarks/demo_data.py: grains 0.93, line cores
     0.48, against 0.94 and 0.53 on the NIST etched-steel micrograph). Values outside a field's range
-    raise ValueError; :func:`random_params` draws every field uniformly over its range.
+    raise UserError; :func:`random_params` draws every field uniformly over its range. The fields after
+    ``noise`` are neutral at their defaults, so the defaults render exactly as before they existed.
     """
 
     grain_level: float = _param(0.93, 0.55, 0.97, "mean grain grey level")
@@ -71,21 +73,80 @@ class MicroscopeParams:
     illumination_scale: float = _param(0.8, 0.3, 1.5, "length scale of the illumination field, x image size")
     blur_px: float = _param(0.7, 0.3, 1.5, "optical blur (Gaussian sigma), px")
     noise: float = _param(0.015, 0.0, 0.05, "std of additive Gaussian noise")
+    # Harder effects, neutral by default (the "easy" look); the "hard" preset draws them per image.
+    missing_length_px: float = _param(30.0, 10.0, 150.0, "correlation length of the under-etched pattern, px (longer = longer faint stretches)")
+    illumination_gradient: float = _param(0.0, 0.0, 0.6, "peak-to-peak relative brightness change of a linear illumination ramp")
+    vignetting: float = _param(0.0, 0.0, 0.6, "relative darkening at the image corners (quadratic radial fall-off)")
+    contrast: float = _param(1.0, 0.3, 1.0, "global contrast: grey levels pulled towards grain_level by this factor (1 = none)")
+    twin_fraction: float = _param(0.0, 0.0, 0.6, "fraction of grains crossed by a straight twin band (not in the label)")
+    twin_contrast: float = _param(0.06, 0.0, 0.15, "grey-level offset (+ or -) of a twin band from its grain")
+    twin_line_depth: float = _param(0.3, 0.0, 0.6, "fraction of light absorbed on a twin band's two straight edges")
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
             lo, hi = f.metadata["range"]
             value = getattr(self, f.name)
             if not lo <= value <= hi:
-                raise ValueError(f"MicroscopeParams.{f.name}={value} is outside its range [{lo}, {hi}]")
+                raise UserError(f"MicroscopeParams.{f.name}={value} is outside its range [{lo}, {hi}]; choose a value in it")
 
 
 PARAM_RANGES: dict[str, tuple[float, float]] = {f.name: f.metadata["range"] for f in dataclasses.fields(MicroscopeParams)}
 
+HARD_RANGES: dict[str, tuple[float, ...]] = {
+    "grain_level": (0.55, 0.95),
+    "grain_contrast": (0.02, 0.1),
+    "grain_mottle": (0.005, 0.03),
+    "boundary_depth": (0.4, 0.8),
+    "boundary_depth_variation": (0.2, 0.5),
+    "boundary_width_px": (0.6, 1.4),
+    "boundary_width_variation": (0.2, 0.5),
+    "missing_fraction": (0.03, 0.15),
+    "missing_residual": (0.1, 0.4),
+    "missing_length_px": (30.0, 90.0),
+    "junction_blob_fraction": (0.0, 0.3),
+    "pit_density": (0.3, 2.5),
+    "pit_radius_px": (0.7, 1.8),
+    "scratch_rate": (0.0, 4.0, 2),
+    "scratch_depth": (0.1, 0.4),
+    "scratch_width_px": (0.5, 1.1),
+    "scratch_curved_fraction": (0.0, 1.0),
+    "illumination": (0.0, 0.2),
+    "illumination_gradient": (0.0, 0.5, 3),
+    "vignetting": (0.0, 0.45, 3),
+    "contrast": (0.35, 1.0),
+    "twin_fraction": (0.0, 0.3, 2),
+    "twin_contrast": (0.0, 0.08),
+    "twin_line_depth": (0.05, 0.3),
+    "blur_px": (0.5, 1.1),
+    "noise": (0.005, 0.03),
+}
+"""Per-image ranges of the ``hard`` demo preset (sub-ranges of the documented ones; a third number skews
+the draw towards ``lo``, see :func:`random_params`)."""
 
-def random_params(rng: np.random.Generator) -> MicroscopeParams:
-    """Parameters drawn uniformly over every field's documented range (a no-GAN augmentation baseline)."""
-    return MicroscopeParams(**{name: float(rng.uniform(lo, hi)) for name, (lo, hi) in PARAM_RANGES.items()})
+STYLE_PRESETS: dict[str, dict[str, tuple[float, ...]]] = {"hard": HARD_RANGES, "easy": {}, "random": PARAM_RANGES}
+"""Demo styles, each a set of per-image ranges (:func:`random_params`): ``hard`` varies exposure,
+contrast, etch, scratches and twins strongly from image to image (strong illumination ramps, vignettes,
+twins and scratches in a few images only), so a few images do not cover the set; ``easy`` is one fixed style (the defaults: every image looks alike); ``random`` spans every
+documented range."""
+
+
+def random_params(rng: np.random.Generator, ranges: dict[str, tuple[float, ...]] = PARAM_RANGES) -> MicroscopeParams:
+    """Parameters drawn over ``ranges`` (default: every field's documented range, a no-GAN augmentation
+    baseline): ``(lo, hi)`` uniformly, ``(lo, hi, power)`` as ``lo + (hi - lo) * u**power`` (u uniform in
+    [0, 1); power > 1 keeps most draws near ``lo``, a few near ``hi``); fields not in ``ranges`` keep
+    their defaults (no draw for an empty dict)."""
+    return MicroscopeParams(**{name: float(spec[0] + (spec[1] - spec[0]) * rng.uniform() ** (spec[2] if len(spec) > 2 else 1.0))
+                               for name, spec in ranges.items()})
+
+
+def preset_params(preset: str | MicroscopeParams, rng: np.random.Generator) -> MicroscopeParams:
+    """One image's parameters: ``preset`` itself when given as parameters, else a draw of the named
+    :data:`STYLE_PRESETS` entry (UserError for an unknown name)."""
+    if isinstance(preset, MicroscopeParams):
+        return preset
+    if preset not in STYLE_PRESETS:
+        raise UserError(f"preset {preset!r} is unknown; choose one of {', '.join(STYLE_PRESETS)}")
+    return random_params(rng, STYLE_PRESETS[preset])
 
 
 def _bspline_upsampling(n_out: int, step: float, n_in: int) -> np.ndarray:
@@ -238,6 +299,46 @@ def _scratches(rng: np.random.Generator, shape: tuple[int, int], params: Microsc
     return absorb
 
 
+def _twin_bands(rng: np.random.Generator, grains: np.ndarray, params: MicroscopeParams) -> tuple[np.ndarray, np.ndarray]:
+    """Twin bands in ``twin_fraction`` of the grains of ``grains`` (ids 0..n-1, (H, W)): a straight
+    parallel-sided band through the grain, 0.15-0.4 x its equivalent diameter wide, offset in grey by
+    +-``twin_contrast``, with thin dark straight edges (depth ``twin_line_depth``) that end at the grain's
+    boundary. Returns (grey offset, absorption), float32 (H, W); neither is in the label."""
+    offset = np.zeros(grains.shape, np.float32)
+    absorb = np.zeros(grains.shape, np.float32)
+    for grain, box in enumerate(ndimage.find_objects(grains + 1)):
+        if box is None or rng.random() >= params.twin_fraction:
+            continue
+        inside = grains[box] == grain
+        area = int(inside.sum())
+        if area < 50:
+            continue
+        yy, xx = np.nonzero(inside)
+        theta = rng.uniform(0.0, np.pi)
+        across = (yy - yy.mean()) * np.cos(theta) - (xx - xx.mean()) * np.sin(theta)
+        half = 0.5 * rng.uniform(0.15, 0.4) * np.sqrt(4 * area / np.pi)
+        centre = rng.uniform(-0.5, 0.5) * max(float(np.abs(across).max()) - half, 0.0)
+        dist = np.abs(across - centre)
+        offset[box][yy, xx] = np.where(dist < half, rng.choice([-1.0, 1.0]) * params.twin_contrast, 0.0)
+        absorb[box][yy, xx] = params.twin_line_depth * np.exp(-0.5 * ((dist - half) / 0.6) ** 2)
+    return offset, absorb
+
+
+def _illumination_ramp(rng: np.random.Generator, shape: tuple[int, int], params: MicroscopeParams) -> np.ndarray:
+    """Relative brightness (float32 (H, W), 1 = nominal) of a linear ramp in a random direction
+    (``illumination_gradient`` peak to peak) times a vignette darkening the corners by ``vignetting``
+    about a centre up to 15 % of the image off-centre."""
+    height, width = shape
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    yy, xx = yy / max(height - 1, 1) - 0.5, xx / max(width - 1, 1) - 0.5
+    theta = rng.uniform(0.0, 2 * np.pi)
+    ramp = yy * np.sin(theta) + xx * np.cos(theta)
+    ramp = ramp / max(float(np.abs(ramp).max()), 1e-6)
+    cy, cx = rng.uniform(-0.15, 0.15, 2)
+    radius2 = ((yy - cy) ** 2 + (xx - cx) ** 2) / 0.5
+    return ((1.0 + 0.5 * params.illumination_gradient * ramp) * (1.0 - params.vignetting * np.minimum(radius2, 1.3))).astype(np.float32)
+
+
 def render(ids_or_boundary: np.ndarray, params: MicroscopeParams | None = None, seed: int = 0) -> np.ndarray:
     """Render an etched bright-field micrograph (float32 (H, W) in [0, 1]) of a grain map.
 
@@ -248,6 +349,7 @@ def render(ids_or_boundary: np.ndarray, params: MicroscopeParams | None = None, 
     """
     params = params or MicroscopeParams()
     rng = np.random.default_rng(seed)
+    (extra_rng,) = rng.spawn(1)  # draws of the harder effects: leave the main stream as it was without them
     array = np.asarray(ids_or_boundary)
     if array.ndim != 2:
         raise ValueError(f"render wants a 2D grain map, got shape {array.shape}")
@@ -266,6 +368,10 @@ def render(ids_or_boundary: np.ndarray, params: MicroscopeParams | None = None, 
 
     levels = params.grain_level + params.grain_contrast * rng.standard_normal(int(compact.max()) + 1)
     base = levels[compact].astype(np.float32) + params.grain_mottle * _smooth_field(rng, shape, 12.0)
+    twin_absorb = 0.0
+    if params.twin_fraction > 0:
+        twin_offset, twin_absorb = _twin_bands(extra_rng, compact, params)
+        base = base + twin_offset
 
     if boundary.any():
         dist = ndimage.distance_transform_edt(~boundary).astype(np.float32)
@@ -273,7 +379,7 @@ def render(ids_or_boundary: np.ndarray, params: MicroscopeParams | None = None, 
         dist = np.full(shape, np.inf, dtype=np.float32)
     width = params.boundary_width_px * np.clip(1 + params.boundary_width_variation * _smooth_field(rng, shape, 25.0), 0.5, 1.6)
     depth = params.boundary_depth * np.clip(1 + params.boundary_depth_variation * _smooth_field(rng, shape, 25.0), 0.2, None)
-    etch_field = _smooth_field(rng, shape, 30.0)
+    etch_field = _smooth_field(rng, shape, params.missing_length_px)
     if params.missing_fraction > 0 and boundary.any():
         cut = np.quantile(etch_field[boundary], 1.0 - params.missing_fraction)
         faint = expit((etch_field - cut) / 0.05)
@@ -301,9 +407,13 @@ def render(ids_or_boundary: np.ndarray, params: MicroscopeParams | None = None, 
     scratch_absorb = _scratches(rng, shape, params)
     light = _smooth_field(rng, shape, params.illumination_scale * max(shape))
     illumination = 1.0 + params.illumination * light / max(float(np.abs(light).max()), 1e-6)
+    if params.illumination_gradient > 0 or params.vignetting > 0:
+        illumination = illumination * _illumination_ramp(extra_rng, shape, params)
 
-    image = base * (1 - boundary_absorb) * (1 - spot_absorb) * (1 - scratch_absorb) * illumination
+    image = base * (1 - boundary_absorb) * (1 - spot_absorb) * (1 - scratch_absorb) * (1 - twin_absorb) * illumination
     image = ndimage.gaussian_filter(image, params.blur_px)
+    if params.contrast < 1:
+        image = params.grain_level + params.contrast * (image - params.grain_level)
     image = image + params.noise * rng.standard_normal(shape).astype(np.float32)
     return np.clip(image, 0.0, 1.0).astype(np.float32)
 
@@ -325,6 +435,18 @@ def contact_sheet(images: list[np.ndarray], labels: list[np.ndarray], columns: i
     return sheet
 
 
+MANIFEST_PARAMS = ("contrast", "boundary_depth", "illumination", "illumination_gradient", "vignetting",
+                   "scratch_rate", "twin_fraction", "noise")
+"""The per-image parameters listed in a demo set's ``manifest.csv`` (the ones that vary most under ``hard``)."""
+
+
+def _preset_record(preset: str | MicroscopeParams) -> dict:
+    """What run.json records of a style: the preset name and its per-image ranges, or the fixed parameters."""
+    if isinstance(preset, MicroscopeParams):
+        return {"preset": "fixed", "params": dataclasses.asdict(preset)}
+    return {"preset": preset, "ranges": STYLE_PRESETS[preset]}
+
+
 def make_demo_data(
     out: str | os.PathLike,
     n: int,
@@ -333,8 +455,7 @@ def make_demo_data(
     test_fraction: float = 0.25,
     *,
     mean_area_px: float = DEFAULT_MEAN_AREA_PX,
-    params: MicroscopeParams | None = None,
-    vary_style: bool = False,
+    preset: str | MicroscopeParams = "hard",
     contact_sheet_path: str | os.PathLike | None = None,
     progress: bool = True,
 ) -> list[dict]:
@@ -342,9 +463,11 @@ def make_demo_data(
 
     Files: ``out/{train,test}/{images,labels}/demo_NNNN.png`` (images uint8 grey; labels uint8,
     255 = boundary, 0 = grain), ``out/manifest.csv``, ``out/run.json``. Image i depends only on
-    (``seed``, i), so the first k images are the same for any ``n``. ``vary_style`` draws
-    :func:`random_params` per image instead of one fixed style (``params``, default
-    :class:`MicroscopeParams`). ``contact_sheet_path``: also write a sheet of the first 8 pairs.
+    (``seed``, i), so the first k images are the same for any ``n``, and the grain maps (labels) do not
+    depend on ``preset``: a :data:`STYLE_PRESETS` name (each image draws its own parameters; ``easy``
+    is the fixed default style) or one fixed :class:`MicroscopeParams`. ``run.json`` records the preset
+    and ``manifest.csv`` each image's contrast and illumination parameters. ``contact_sheet_path``:
+    also write a sheet of the first 8 pairs.
     """
     from grainforge.data.io import write_boundary_png, write_csv, write_png
     from grainforge.data.split import train_test_split
@@ -352,13 +475,13 @@ def make_demo_data(
     from grainforge.runinfo import RunRecord
 
     out = Path(out)
-    params = params or MicroscopeParams()
+    preset_params(preset, np.random.default_rng(0))  # an unknown name fails before anything is written
     stems = [f"demo_{i:04d}" for i in range(n)]
     _, test = train_test_split(stems, test_fraction, seed)
     test = set(test)
     record = RunRecord(out, command="demo-data", seed=seed, config={
         "n": n, "size": size, "test_fraction": test_fraction, "mean_area_px": mean_area_px,
-        "vary_style": vary_style, "params": dataclasses.asdict(params),
+        **_preset_record(preset),
     })
     rows, sheet_pairs = [], []
     with record.phase("generate"), progress_bar(disable=not progress) as bar:
@@ -366,13 +489,14 @@ def make_demo_data(
         for i, stem in enumerate(stems):
             grain_seed, style_seed, render_seed = np.random.SeedSequence([seed, i]).generate_state(3)
             ids = voronoi_grains(size, mean_area_px, int(grain_seed))
-            style = random_params(np.random.default_rng(style_seed)) if vary_style else params
+            style = preset_params(preset, np.random.default_rng(style_seed))
             image = render(ids, style, int(render_seed))
             boundary = boundary_from_ids(ids)
             split = "test" if stem in test else "train"
             write_png(out / split / "images" / f"{stem}.png", to_uint8(image))
             write_boundary_png(out / split / "labels" / f"{stem}.png", boundary)
-            rows.append({"image": stem, "split": split, "n_grains": int(ids.max()), "boundary_fraction": round(float(boundary.mean()), 5)})
+            rows.append({"image": stem, "split": split, "n_grains": int(ids.max()), "boundary_fraction": round(float(boundary.mean()), 5),
+                         **{name: round(getattr(style, name), 4) for name in MANIFEST_PARAMS}})
             if len(sheet_pairs) < 8:
                 sheet_pairs.append((image, boundary))
             bar.update(task, advance=1)
@@ -388,8 +512,7 @@ def render_label_folder(
     out: str | os.PathLike,
     seed: int = 0,
     *,
-    params: MicroscopeParams | None = None,
-    vary_style: bool = False,
+    preset: str | MicroscopeParams = "hard",
     boundary_value="auto",
     threshold: float | None = 127,
     thin: bool = False,
@@ -397,7 +520,8 @@ def render_label_folder(
 ) -> list[dict]:
     """Render every boundary label in ``labels_dir`` (e.g. simulated sections) as a micrograph: the
     no-GAN way to give labels an image. Writes ``out/images/<stem>.png`` and ``out/labels/<stem>.png``
-    (the binarised label, 255 = boundary), ``out/run.json``; returns one row per image."""
+    (the binarised label, 255 = boundary), ``out/run.json``; returns one row per image. ``preset`` as
+    in :func:`make_demo_data`."""
     from grainforge.data.io import list_images, write_boundary_png, write_png
     from grainforge.data.pairs import read_boundary
     from grainforge.progress import progress_bar
@@ -405,9 +529,9 @@ def render_label_folder(
 
     out = Path(out)
     paths = list_images(labels_dir)
-    params = params or MicroscopeParams()
+    preset_params(preset, np.random.default_rng(0))  # an unknown name fails before anything is written
     record = RunRecord(out, command="demo-data --from-labels", seed=seed, config={
-        "labels_dir": str(labels_dir), "vary_style": vary_style, "params": dataclasses.asdict(params),
+        "labels_dir": str(labels_dir), **_preset_record(preset),
         "boundary_value": boundary_value, "threshold": threshold, "thin": thin,
     })
     rows = []
@@ -416,7 +540,7 @@ def render_label_folder(
         for i, path in enumerate(paths):
             boundary = read_boundary(path, boundary_value, threshold, thin)
             style_seed, render_seed = np.random.SeedSequence([seed, i]).generate_state(2)
-            style = random_params(np.random.default_rng(style_seed)) if vary_style else params
+            style = preset_params(preset, np.random.default_rng(style_seed))
             write_png(out / "images" / f"{path.stem}.png", to_uint8(render(boundary, style, int(render_seed))))
             write_boundary_png(out / "labels" / f"{path.stem}.png", boundary)
             rows.append({"image": path.stem, "boundary_fraction": round(float(boundary.mean()), 5)})

@@ -17,7 +17,9 @@ def demo_data(
     seed: int = typer.Option(0, "--seed", help="Random seed (images and split)."),
     test_fraction: float = typer.Option(0.25, "--test-fraction", help="Fraction of images in test/."),
     mean_grain_area: float = typer.Option(1600.0, "--mean-grain-area", help="Mean grain (cell) area, px."),
-    vary_style: bool = typer.Option(False, "--vary-style", help="Draw random microscope parameters per image."),
+    preset: str = typer.Option(
+        "hard", "--preset", help="Style: hard (each image its own contrast, illumination, etch, scratches, twins), "
+        "easy (one fixed style, the look of the demo data before presets existed), random (every parameter over its whole range)."),
     contact_sheet: Path | None = typer.Option(None, "--contact-sheet", help="Also write a PNG of the first 8 images + labels."),
     from_labels: Path | None = typer.Option(
         None, "--from-labels", help="Render this folder of boundary labels instead (writes OUT/images, OUT/labels)."),
@@ -30,12 +32,15 @@ def demo_data(
     from rich import print as rprint
 
     from grainforge.data.io import ensure_writable_dir
+    from grainforge.microscope import STYLE_PRESETS
 
+    if preset not in STYLE_PRESETS:
+        raise UserError(f"--preset {preset}: choose one of {', '.join(STYLE_PRESETS)}")
     if from_labels is not None:
         from grainforge.microscope import render_label_folder
 
         ensure_writable_dir(out)
-        rows = render_label_folder(from_labels, out, seed, vary_style=vary_style, boundary_value=boundary_value,
+        rows = render_label_folder(from_labels, out, seed, preset=preset, boundary_value=boundary_value,
                                    threshold=threshold, thin=thin, progress=progress)
         rprint(f"[bold]demo-data[/bold]: rendered {len(rows)} labels from {from_labels} into {out}/images")
         return
@@ -50,8 +55,8 @@ def demo_data(
 
     ensure_writable_dir(out)
     rows = make_demo_data(out, n, size, seed, test_fraction, mean_area_px=mean_grain_area,
-                          vary_style=vary_style, contact_sheet_path=contact_sheet, progress=progress)
+                          preset=preset, contact_sheet_path=contact_sheet, progress=progress)
     n_test = sum(row["split"] == "test" for row in rows)
     mean_grains = sum(row["n_grains"] for row in rows) / len(rows)
     rprint(f"[bold]demo-data[/bold]: {len(rows) - n_test} train + {n_test} test images of {size} px "
-           f"(~{mean_grains:.0f} grains each) in {out}")
+           f"(~{mean_grains:.0f} grains each, preset {preset}) in {out}")

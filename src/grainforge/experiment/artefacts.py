@@ -72,10 +72,10 @@ def prepare_real(config: ExperimentConfig, layout: RunLayout, progress: bool = T
     if real.source == BUILTIN_DEMO:
         from grainforge.microscope import make_demo_data
 
-        console.print(f"generating {real.demo_images} demo micrographs ({real.demo_size} px)")
+        console.print(f"generating {real.demo_images} demo micrographs ({real.demo_size} px, preset {real.demo_preset})")
         source = folder / "generated"
         make_demo_data(source, n=real.demo_images, size=real.demo_size, seed=real.split_seed,
-                       test_fraction=real.test_fraction, progress=progress)
+                       test_fraction=real.test_fraction, preset=real.demo_preset, progress=progress)
     train, test = _split_by_source(config, source)
     if not train or not test:
         raise UserError(f"real.source: {real.source} gives {len(train)} train and {len(test)} test images; "

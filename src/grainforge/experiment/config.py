@@ -42,6 +42,7 @@ class RealDataConfig:
     test_tile: int | None = None     # cut test images into non-overlapping tiles of this side (paper: 400)
     demo_images: int = 16            # builtin-demo: number of generated micrographs
     demo_size: int = 256             # builtin-demo: image side in pixels
+    demo_preset: str = "hard"        # builtin-demo: microscope style preset, hard | easy | random (grainforge.microscope.STYLE_PRESETS)
 
     def validate(self) -> None:
         if not 0.0 < self.test_fraction < 1.0:
@@ -52,6 +53,10 @@ class RealDataConfig:
             raise UserError(f"real.test_tile: {self.test_tile} must be >= 16 pixels (or null for whole images)")
         if self.demo_images < 4 or self.demo_size < 64:
             raise UserError("real.demo_images / demo_size: need at least 4 images of at least 64 pixels")
+        from grainforge.microscope import STYLE_PRESETS
+
+        if self.demo_preset not in STYLE_PRESETS:
+            raise UserError(f"real.demo_preset: {self.demo_preset!r} must be one of {', '.join(STYLE_PRESETS)}")
 
 
 @dataclass(frozen=True)
