@@ -74,7 +74,8 @@ class MicroscopeParams:
     blur_px: float = _param(0.7, 0.3, 1.5, "optical blur (Gaussian sigma), px")
     noise: float = _param(0.015, 0.0, 0.05, "std of additive Gaussian noise")
     # Harder effects, neutral by default (the "easy" look); the "hard" preset draws them per image.
-    missing_length_px: float = _param(30.0, 10.0, 150.0, "correlation length of the under-etched pattern, px (longer = longer faint stretches)")
+    missing_length_px: float = _param(30.0, 10.0, 150.0,
+                                      "correlation length of the under-etched pattern, px (longer = longer faint stretches)")
     illumination_gradient: float = _param(0.0, 0.0, 0.6, "peak-to-peak relative brightness change of a linear illumination ramp")
     vignetting: float = _param(0.0, 0.0, 0.6, "relative darkening at the image corners (quadratic radial fall-off)")
     contrast: float = _param(1.0, 0.3, 1.0, "global contrast: grey levels pulled towards grain_level by this factor (1 = none)")
@@ -126,8 +127,8 @@ the draw towards ``lo``, see :func:`random_params`)."""
 STYLE_PRESETS: dict[str, dict[str, tuple[float, ...]]] = {"hard": HARD_RANGES, "easy": {}, "random": PARAM_RANGES}
 """Demo styles, each a set of per-image ranges (:func:`random_params`): ``hard`` varies exposure,
 contrast, etch, scratches and twins strongly from image to image (strong illumination ramps, vignettes,
-twins and scratches in a few images only), so a few images do not cover the set; ``easy`` is one fixed style (the defaults: every image looks alike); ``random`` spans every
-documented range."""
+twins and scratches in a few images only), so a few images do not cover the set; ``easy`` is one
+fixed style (the defaults: every image looks alike); ``random`` spans every documented range."""
 
 
 def random_params(rng: np.random.Generator, ranges: dict[str, tuple[float, ...]] = PARAM_RANGES) -> MicroscopeParams:
