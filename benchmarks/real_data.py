@@ -71,7 +71,8 @@ def run_recipe(out: Path, recipe: str, recipes: dict, seed: int, real_train: Pat
     if not result.is_file():
         t0 = time.perf_counter()
         if recipe == "forest":
-            from grainforge.segment.forest import FOREST_PRESETS, train_forest
+            from grainforge.segment import FOREST_PRESETS
+            from grainforge.segment.forest import train_forest
 
             model = train_forest(real_train, folder / "model", FOREST_PRESETS["default"], seed=seed, progress=False)
         else:

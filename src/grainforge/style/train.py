@@ -236,7 +236,7 @@ def train_style(pairs_dir: str | os.PathLike | None, config: StyleConfig, out: s
     >>> model = train_style(None, config, Path(tmp.name) / "style", pairs=[Pair("a", image, boundary)],
     ...                     device="cpu", progress=False)
     >>> sorted(path.name for path in model.iterdir())
-    ['checkpoint.pt', 'config.yaml', 'generator.pt', 'losses.csv', 'run.json', 'samples']
+    ['checkpoint.pt', 'config.yaml', 'fidelity.json', 'generator.pt', 'losses.csv', 'reference_stats.json', 'run.json', 'samples']
     >>> tmp.cleanup()
     """
     from grainforge.data.pairs import load_pairs
