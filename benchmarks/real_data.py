@@ -30,7 +30,7 @@ import numpy as np
 
 from grainforge.data.io import list_images, write_csv
 from grainforge.data.pairs import load_pairs
-from grainforge.grainstats import interior_areas, label_grains_min_area
+from grainforge.grainstats import mean_grain_area
 from grainforge.labelwidth import ONE_PIXEL_WIDTH_PX, mean_line_width, same_width
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -48,17 +48,13 @@ def load_split(name: str, shared: Path) -> tuple[list, list]:
 
 
 def write_pairs(folder: Path, pairs: list) -> Path:
-    from grainforge.data.io import to_uint8, write_boundary_png, write_png
+    """``folder`` as a pair folder of ``pairs`` (written once; a rerun reuses it)."""
+    from grainforge.data.io import write_pair
 
     if not (folder / "labels").is_dir():
         for pair in pairs:
-            write_png(folder / "images" / f"{pair.name}.png", to_uint8(pair.image))
-            write_boundary_png(folder / "labels" / f"{pair.name}.png", pair.boundary)
+            write_pair(folder, pair.name, pair.image, pair.boundary)
     return folder
-
-
-def mean_area(pairs: list) -> float:
-    return float(np.concatenate([interior_areas(label_grains_min_area(p.boundary)) for p in pairs]).mean())
 
 
 def run_recipe(out: Path, recipe: str, recipes: dict, seed: int, real_train: Path, real_test: Path) -> dict:
@@ -113,7 +109,7 @@ def main() -> None:
     train, test = load_split(args.data, args.shared)
     real_train, real_test = write_pairs(out / "real" / "train", train), write_pairs(out / "real" / "test", test)
     width = mean_line_width(p.boundary for p in train)
-    area = mean_area(train)
+    area = mean_grain_area(real_train / "labels")
     print(f"{args.data}: {len(train)} train / {len(test)} test images; label width {width:.2f} px, "
           f"mean interior grain area {area:.0f} px")
 

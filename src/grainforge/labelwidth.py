@@ -25,9 +25,7 @@ WIDTH_TOLERANCE_PX = 0.5
 
 def line_width(boundary: np.ndarray) -> float:
     """Mean line width (px) of a bool boundary map (H, W): area / skeleton length; nan without boundary."""
-    boundary = np.asarray(boundary, dtype=bool)
-    length = int(np.count_nonzero(skeletonize(boundary)))
-    return float(np.count_nonzero(boundary)) / length if length else float("nan")
+    return mean_line_width([boundary])
 
 
 def mean_line_width(boundaries: Iterable[np.ndarray]) -> float:
@@ -37,7 +35,7 @@ def mean_line_width(boundaries: Iterable[np.ndarray]) -> float:
         boundary = np.asarray(boundary, dtype=bool)
         area += int(np.count_nonzero(boundary))
         length += int(np.count_nonzero(skeletonize(boundary)))
-    return area / length if length else float("nan")
+    return float(area) / length if length else float("nan")
 
 
 def _radii(width: float) -> np.ndarray:

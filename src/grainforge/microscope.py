@@ -470,7 +470,7 @@ def make_demo_data(
     and ``manifest.csv`` each image's contrast and illumination parameters. ``contact_sheet_path``:
     also write a sheet of the first 8 pairs.
     """
-    from grainforge.data.io import write_boundary_png, write_csv, write_png
+    from grainforge.data.io import write_csv, write_pair, write_png
     from grainforge.data.split import train_test_split
     from grainforge.progress import progress_bar
     from grainforge.runinfo import RunRecord
@@ -494,8 +494,7 @@ def make_demo_data(
             image = render(ids, style, int(render_seed))
             boundary = boundary_from_ids(ids)
             split = "test" if stem in test else "train"
-            write_png(out / split / "images" / f"{stem}.png", to_uint8(image))
-            write_boundary_png(out / split / "labels" / f"{stem}.png", boundary)
+            write_pair(out / split, stem, image, boundary)
             rows.append({"image": stem, "split": split, "n_grains": int(ids.max()), "boundary_fraction": round(float(boundary.mean()), 5),
                          **{name: round(getattr(style, name), 4) for name in MANIFEST_PARAMS}})
             if len(sheet_pairs) < 8:
@@ -523,7 +522,7 @@ def render_label_folder(
     no-GAN way to give labels an image. Writes ``out/images/<stem>.png`` and ``out/labels/<stem>.png``
     (the binarised label, 255 = boundary), ``out/run.json``; returns one row per image. ``preset`` as
     in :func:`make_demo_data`."""
-    from grainforge.data.io import list_images, write_boundary_png, write_png
+    from grainforge.data.io import list_images, write_pair
     from grainforge.data.pairs import read_boundary
     from grainforge.progress import progress_bar
     from grainforge.runinfo import RunRecord
@@ -542,8 +541,7 @@ def render_label_folder(
             boundary = read_boundary(path, boundary_value, threshold, thin)
             style_seed, render_seed = np.random.SeedSequence([seed, i]).generate_state(2)
             style = preset_params(preset, np.random.default_rng(style_seed))
-            write_png(out / "images" / f"{path.stem}.png", to_uint8(render(boundary, style, int(render_seed))))
-            write_boundary_png(out / "labels" / f"{path.stem}.png", boundary)
+            write_pair(out, path.stem, render(boundary, style, int(render_seed)), boundary)
             rows.append({"image": path.stem, "boundary_fraction": round(float(boundary.mean()), 5)})
             bar.update(task, advance=1)
     record.write()

@@ -139,6 +139,13 @@ def write_boundary_png(path: str | os.PathLike, boundary: np.ndarray) -> None:
     write_png(path, np.asarray(boundary).astype(np.uint8) * 255)
 
 
+def write_pair(folder: str | os.PathLike, name: str, image: np.ndarray, boundary: np.ndarray) -> None:
+    """One entry of a pair folder: ``folder/images/<name>.png`` (uint8 grey of a [0, 1] image (H, W)) and
+    ``folder/labels/<name>.png`` (the bool boundary map (H, W), 255 = boundary)."""
+    write_png(Path(folder) / "images" / f"{name}.png", to_uint8(image))
+    write_boundary_png(Path(folder) / "labels" / f"{name}.png", boundary)
+
+
 def write_tiff(path: str | os.PathLike, array: np.ndarray) -> None:
     """Write an array as a zlib-compressed TIFF, atomically."""
     import tifffile

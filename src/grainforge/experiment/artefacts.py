@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from grainforge.data.io import atomic_path, list_images, read_image, to_uint8, write_boundary_png, write_png
+from grainforge.data.io import atomic_path, list_images, read_image, write_pair
 from grainforge.errors import UserError
 from grainforge.experiment.config import BUILTIN_DEMO, ExperimentConfig, style_config
 from grainforge.experiment.layout import (FULL, RunLayout, format_fraction, is_done, mark_done, real_subset,
@@ -22,13 +22,6 @@ from grainforge.progress import console, progress_bar
 #: Grey levels of the "plain" simulated images (paper Table 3): bright background, dark 1-px lines.
 PLAIN_BACKGROUND = 0.85
 PLAIN_LINE = 0.15
-
-
-def _write_pair(folder: Path, name: str, image: np.ndarray, boundary: np.ndarray) -> None:
-    """``folder/images/<name>.png`` (uint8 grey of a [0, 1] image) and ``folder/labels/<name>.png`` (255 = boundary)."""
-
-    write_png(folder / "images" / f"{name}.png", to_uint8(image))
-    write_boundary_png(folder / "labels" / f"{name}.png", boundary)
 
 
 def _copy(src: Path, dst: Path) -> None:
@@ -84,7 +77,7 @@ def prepare_real(config: ExperimentConfig, layout: RunLayout, progress: bool = T
         test = tile_pairs(test, real.test_tile)
     for split, pairs in (("train", train), ("test", test)):
         for pair in pairs:
-            _write_pair(folder / split, pair.name, pair.image, pair.boundary)
+            write_pair(folder / split, pair.name, pair.image, pair.boundary)
     area = mean_grain_area(layout.real_train / "labels")
     width = mean_line_width(pair.boundary for pair in train)
     mark_done(folder, n_train=len(train), n_test=len(test))
@@ -140,7 +133,7 @@ def prepare_plain(layout: RunLayout, progress: bool = True) -> None:
     with progress_bar(disable=not progress) as bar:
         task = bar.add_task("plain images", total=len(boundaries))
         for name, boundary in boundaries:
-            _write_pair(layout.plain, name, np.where(boundary, PLAIN_LINE, PLAIN_BACKGROUND), boundary)
+            write_pair(layout.plain, name, np.where(boundary, PLAIN_LINE, PLAIN_BACKGROUND), boundary)
             bar.update(task, advance=1)
     mark_done(layout.plain, n=len(boundaries))
 
@@ -159,7 +152,7 @@ def prepare_microscope(config: ExperimentConfig, layout: RunLayout, progress: bo
         task = bar.add_task("microscope renders", total=len(boundaries))
         for k, (name, boundary) in enumerate(boundaries):
             image = render(boundary, random_params(rng), seed=config.simulation.seed * 1_000_003 + k)
-            _write_pair(layout.microscope, name, image, boundary)
+            write_pair(layout.microscope, name, image, boundary)
             bar.update(task, advance=1)
     mark_done(layout.microscope, n=len(boundaries))
     layout.add_timings(microscope_s=time.perf_counter() - t0)

@@ -43,11 +43,16 @@ def load_generator(model_dir: str | os.PathLike, device: torch.device) -> tuple[
     return generator, config
 
 
+def stored_config(data: dict, where: str) -> StyleConfig:
+    """Read the StyleConfig stored in a checkpoint or generator file, validated (UserError if it does not fit)."""
+    return config_from_dict(StyleConfig, data["config"], where)
+
+
 def _load_generator_file(model_dir: str | os.PathLike, device: torch.device) -> tuple[UnetGenerator, StyleConfig, dict]:
     """Load a generator file: (generator, config, the file's payload); see :func:`load_generator`."""
     path = Path(model_dir) if Path(model_dir).is_file() else Path(model_dir) / GENERATOR_FILE
     data = checkpoint.load(path, "pix2pix-generator")
-    config = config_from_dict(StyleConfig, data["config"], str(path))
+    config = stored_config(data, str(path))
     generator = UnetGenerator(config.depth, config.ngf, config.dropout, upsample=config.upsample)
     try:
         generator.load_state_dict(data["state"])

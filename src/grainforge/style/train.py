@@ -27,13 +27,13 @@ import torch
 from torch import nn
 
 from grainforge import checkpoint
-from grainforge.config import config_from_dict, config_to_dict, save_config
+from grainforge.config import config_to_dict, save_config
 from grainforge.data.io import ensure_writable_dir, read_csv, to_uint8, write_csv, write_png
 from grainforge.errors import UserError
 from grainforge.labelwidth import mean_line_width
 from grainforge.progress import progress_bar
 from grainforge.runinfo import RunRecord
-from grainforge.style.apply import GENERATOR_FILE, paint
+from grainforge.style.apply import GENERATOR_FILE, paint, stored_config
 from grainforge.style.config import StyleConfig
 from grainforge.style.fidelity import check_training
 from grainforge.style.networks import PatchDiscriminator, UnetGenerator, init_weights, to_signed
@@ -120,11 +120,6 @@ class Pix2Pix:
         np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
         random.setstate(rng["python"])
         return int(state["iteration"])
-
-
-def stored_config(data: dict, where: str) -> StyleConfig:
-    """Read the StyleConfig stored in a checkpoint or generator file, validated (UserError if it does not fit)."""
-    return config_from_dict(StyleConfig, data["config"], where)
 
 
 def _batch(dataset, iteration: int, batch_size: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
