@@ -361,3 +361,28 @@ def test_cli_bad_inputs_exit_2(label_folders, tmp_path):
     assert_user_error(run_cli("evaluate", tmp_path / "nowhere", true_dir), "nowhere")
     assert_user_error(run_cli("evaluate", pred_dir, true_dir, "--boundary-value", "128"), "--boundary-value")
     assert_user_error(run_cli("evaluate", pred_dir, true_dir, "--ari", "pixels"), "ari_mode: unknown mode 'pixels'")
+    assert_user_error(run_cli("evaluate", pred_dir, true_dir, "--truth-lines", "thick"), "truth_lines: unknown value 'thick'")
+
+
+# ------------------------------------------------------------------ truth line width (§4.6)
+
+
+def test_thick_truth_is_scored_at_its_centre_line():
+    from skimage.morphology import thin
+
+    from grainforge.labelwidth import draw_at_width
+
+    one_px = voronoi_boundary((96, 96), 12, np.random.default_rng(3))
+    thick = draw_at_width(one_px, 4.0)
+    centre = thin(thick)
+    # scored as traced, the truth's own centre line is far from perfect (grains 2-3 px smaller each side) ...
+    as_traced = evaluate_boundaries(thick, centre, truth_lines="as-is")
+    assert as_traced["map"] < 0.6 and as_traced["ari"] < 0.8
+    # ... at one line width it is perfect, and "auto" sees the 4-px truth as thick
+    assert evaluate_boundaries(thick, centre)["map"] == 1.0
+    assert evaluate_boundaries(thick, centre)["ari"] == pytest.approx(1.0)
+    # a 1-px truth is never touched: both conventions give the same row
+    pred = voronoi_boundary((96, 96), 12, np.random.default_rng(3), jitter=2.0)
+    assert evaluate_boundaries(one_px, pred) == evaluate_boundaries(one_px, pred, truth_lines="as-is")
+    with pytest.raises(ValueError, match="truth_lines"):
+        evaluate_boundaries(one_px, pred, truth_lines="thin")

@@ -13,6 +13,8 @@ Conventions (paper defaults; every alternative is an explicit option):
   a grain's area is its own pixel count and intersections count pixels that are grain on both sides.
   The comparison IoU > k/20 is done in exact integers (20 * n_ij > k * union).
   Empty cases: no grains on either side -> AP = 1; grains on one side only -> AP = 0.
+- True boundaries drawn wider than 1 px are thinned to their centre line before scoring
+  (``truth_lines="auto"``, :func:`scoring_truth`, docs/design.md §4.6); 1-px truths are untouched.
 - ARI, mode "paper": adjusted Rand index over all pixels with the boundary as one more cluster
   (label 0) on each side; equal to ``sklearn.metrics.adjusted_rand_score(true.ravel(), pred.ravel())``
   (same pair-counting formula, exact Python-integer arithmetic). Mode "grains": every boundary pixel
@@ -45,6 +47,8 @@ from grainforge.grains import label_grains
 #: MAP IoU thresholds 0.50, 0.55, ..., 0.95 as integers k with t = k / 20.
 IOU_THRESHOLDS_TWENTIETHS = np.arange(10, 20, dtype=np.int64)
 ARI_MODES = ("paper", "grains")
+#: How true boundaries wider than 1 px are scored (docs/design.md §4.6): "auto" thins them, "as-is" keeps them.
+TRUTH_LINES = ("auto", "as-is")
 #: Columns of a per-image metrics row (and of the CSV written by ``grainforge evaluate``).
 METRIC_COLUMNS = ("map", "ari", "vi_split", "vi_merge", "boundary_precision", "boundary_recall", "boundary_f1")
 ROW_COLUMNS = ("image", *METRIC_COLUMNS, "n_true", "n_pred")
@@ -388,7 +392,42 @@ def evaluate_labels(true_labels: np.ndarray, pred_labels: np.ndarray, ari_mode: 
     }
 
 
-def evaluate_boundaries(true_boundary: np.ndarray, pred_boundary: np.ndarray, ari_mode: str = "paper") -> dict:
+def scoring_truth(true_boundary: np.ndarray, truth_lines: str = "auto") -> np.ndarray:
+    """Return the true boundary map as it is scored (docs/design.md §4.6).
+
+    grainforge predicts 1-px boundaries. A hand-traced truth drawn wider (measured line width above
+    ``ONE_PIXEL_WIDTH_PX + WIDTH_TOLERANCE_PX`` of :mod:`grainforge.labelwidth`) is thinned to its 1-px
+    centre line, so that grains are compared at one line width: scored as traced, even the truth's own
+    centre line reaches only MAP 0.32 on 4-6 px labels (tbm).
+
+    Parameters
+    ----------
+    true_boundary : ndarray of bool, shape (H, W)
+        True boundary map.
+    truth_lines : {"auto", "as-is"}, optional
+        "auto" thins a thick truth; "as-is" never thins.
+
+    Returns
+    -------
+    boundary : ndarray of bool, shape (H, W)
+        The thinned map, or ``true_boundary`` itself when it is 1 px wide, has no boundary or no grain
+        pixel, or ``truth_lines`` is "as-is".
+    """
+    from skimage.morphology import thin
+
+    from grainforge.labelwidth import ONE_PIXEL_WIDTH_PX, WIDTH_TOLERANCE_PX, line_width
+
+    if truth_lines not in TRUTH_LINES:
+        raise ValueError(f"truth_lines must be one of {TRUTH_LINES}, got {truth_lines!r}")
+    if truth_lines == "as-is" or not true_boundary.any() or true_boundary.all():
+        return true_boundary
+    if line_width(true_boundary) <= ONE_PIXEL_WIDTH_PX + WIDTH_TOLERANCE_PX:
+        return true_boundary
+    return thin(true_boundary)
+
+
+def evaluate_boundaries(true_boundary: np.ndarray, pred_boundary: np.ndarray, ari_mode: str = "paper",
+                        truth_lines: str = "auto") -> dict:
     """All metrics of one image from two boundary maps, grains 4-connected (docs/design.md §4).
 
     Parameters
@@ -398,6 +437,9 @@ def evaluate_boundaries(true_boundary: np.ndarray, pred_boundary: np.ndarray, ar
         :func:`grainforge.grains.label_grains`.
     ari_mode : {"paper", "grains"}, optional
         Convention of the ARI (see :func:`adjusted_rand`).
+    truth_lines : {"auto", "as-is"}, optional
+        "auto" thins a true boundary wider than 1 px to its centre line before scoring
+        (:func:`scoring_truth`); "as-is" scores it as traced.
 
     Returns
     -------
@@ -425,12 +467,13 @@ def evaluate_boundaries(true_boundary: np.ndarray, pred_boundary: np.ndarray, ar
     true_boundary, pred_boundary = np.asarray(true_boundary, dtype=bool), np.asarray(pred_boundary, dtype=bool)
     if true_boundary.shape != pred_boundary.shape:
         raise ValueError(f"boundary maps differ in shape: {true_boundary.shape} vs {pred_boundary.shape}")
+    true_boundary = scoring_truth(true_boundary, truth_lines)
     return evaluate_labels(label_grains(true_boundary), label_grains(pred_boundary), ari_mode)
 
 
 def _evaluate_pair(args: tuple) -> dict:
-    true_boundary, pred_boundary, ari_mode = args
-    return evaluate_boundaries(true_boundary, pred_boundary, ari_mode)
+    true_boundary, pred_boundary, ari_mode, truth_lines = args
+    return evaluate_boundaries(true_boundary, pred_boundary, ari_mode, truth_lines)
 
 
 def _pool_map(func: Callable, items: Sequence, workers: int | None, progress: bool, description: str) -> list:
@@ -459,9 +502,9 @@ def _pool_map(func: Callable, items: Sequence, workers: int | None, progress: bo
 
 
 def evaluate_arrays(pairs: Iterable[tuple[np.ndarray, np.ndarray]], ari_mode: str = "paper",
-                    workers: int | None = 1, progress: bool = False) -> list[dict]:
+                    workers: int | None = 1, progress: bool = False, truth_lines: str = "auto") -> list[dict]:
     """Metrics rows for (true_boundary, pred_boundary) bool map pairs, in order (see evaluate_boundaries)."""
-    items = [(true_b, pred_b, ari_mode) for true_b, pred_b in pairs]
+    items = [(true_b, pred_b, ari_mode, truth_lines) for true_b, pred_b in pairs]
     return _pool_map(_evaluate_pair, items, workers, progress, "evaluating")
 
 
@@ -518,7 +561,7 @@ def pair_files(pred_dir: str | os.PathLike, true_dir: str | os.PathLike) -> list
 
 
 def _evaluate_files(args: tuple) -> dict:
-    stem, pred_path, true_path, boundary_value, ari_mode = args
+    stem, pred_path, true_path, boundary_value, ari_mode, truth_lines = args
     from grainforge.data.pairs import read_boundary
 
     pred_boundary = _read_prediction(pred_path, boundary_value)
@@ -526,21 +569,25 @@ def _evaluate_files(args: tuple) -> dict:
     if pred_boundary.shape != true_boundary.shape:
         raise UserError(f"{pred_path}: size {pred_boundary.shape[1]}x{pred_boundary.shape[0]} differs from "
                         f"{true_path} ({true_boundary.shape[1]}x{true_boundary.shape[0]}); predict on the same images")
-    return {"image": stem, **evaluate_boundaries(true_boundary, pred_boundary, ari_mode)}
+    return {"image": stem, **evaluate_boundaries(true_boundary, pred_boundary, ari_mode, truth_lines)}
 
 
 def evaluate_folders(pred_dir: str | os.PathLike, true_dir: str | os.PathLike, boundary_value: str | int = "auto",
-                     ari_mode: str = "paper", workers: int | None = None, progress: bool = False) -> list[dict]:
+                     ari_mode: str = "paper", workers: int | None = None, progress: bool = False,
+                     truth_lines: str = "auto") -> list[dict]:
     """Metrics rows (key "image" = stem, then ROW_COLUMNS) for boundary maps paired by stem.
 
     Either folder may also be a run folder holding ``boundaries/`` or ``labels/``. Files are read with
     :func:`grainforge.data.pairs.read_boundary` (``boundary_value`` "auto", 0 or 255; threshold 127),
     except that a uniform (blank) prediction is accepted as "no boundary found"; a uniform true
-    label is a UserError naming the file.
+    label is a UserError naming the file. ``truth_lines``: see :func:`scoring_truth`.
     """
     if ari_mode not in ARI_MODES:
         raise UserError(f"ari_mode: unknown mode '{ari_mode}'; use one of {', '.join(ARI_MODES)}")
-    items = [(stem, pred, true, boundary_value, ari_mode) for stem, pred, true in pair_files(pred_dir, true_dir)]
+    if truth_lines not in TRUTH_LINES:
+        raise UserError(f"truth_lines: unknown value '{truth_lines}'; use one of {', '.join(TRUTH_LINES)}")
+    items = [(stem, pred, true, boundary_value, ari_mode, truth_lines)
+             for stem, pred, true in pair_files(pred_dir, true_dir)]
     return _pool_map(_evaluate_files, items, workers, progress, "evaluating")
 
 

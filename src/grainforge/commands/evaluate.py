@@ -15,6 +15,8 @@ def evaluate(
     out: Path = typer.Option(Path("metrics.csv"), "--out", help="Per-image metrics CSV to write."),
     boundary_value: str = typer.Option("auto", "--boundary-value", help="Pixel value of boundaries: 0, 255 or auto."),
     ari: str = typer.Option("paper", "--ari", help="ARI convention: paper (boundary = cluster 0) or grains."),
+    truth_lines: str = typer.Option("auto", "--truth-lines",
+                                    help="auto: thin true boundaries wider than 1 px before scoring; as-is: score them as traced."),
     workers: int = typer.Option(0, "--workers", help="Worker processes (0 = all CPUs)."),
 ) -> None:
     """Score predicted grain boundaries against true labels (conventions of docs/design.md §4)."""
@@ -31,11 +33,11 @@ def evaluate(
     from grainforge.metrics import ROW_COLUMNS, evaluate_folders, summarize
 
     rows = evaluate_folders(pred_dir, true_dir, boundary_value=boundary_value if boundary_value == "auto" else int(boundary_value),
-                            ari_mode=ari, workers=workers or None,
+                            ari_mode=ari, workers=workers or None, truth_lines=truth_lines,
                             progress=sys.stderr.isatty())  # a non-terminal would keep the bar's last line
     write_csv(out, rows, columns=ROW_COLUMNS)
 
-    table = Table(title=f"{len(rows)} images, ARI convention: {ari}")
+    table = Table(title=f"{len(rows)} images, ARI convention: {ari}, true lines: {truth_lines}")
     table.add_column("metric")
     table.add_column("mean", justify="right")
     table.add_column("std", justify="right")
