@@ -283,3 +283,17 @@ def test_the_model_records_its_label_width_and_apply_redraws_to_it(tiny_model, t
     apply_style(tiny_model, tmp_path / "labels", tmp_path / "out", device="cpu", progress=False)
     written = read_image(tmp_path / "out" / "labels" / "thick.png") > 127
     assert line_width(written) < 1.6  # painted and written at the model's ~1.2 px
+
+
+def test_labels_read_with_the_wrong_polarity_are_warned_about(tiny_model, tmp_path, capsys):
+    labels = boundary_from_ids(grain_ids((80, 80), 8, 9))
+    write_png(tmp_path / "labels" / "a.png", labels.astype(np.uint8) * 255)
+    share = checkpoint.load(tiny_model / "generator.pt", "pix2pix-generator")["label_boundary_share"]
+    assert 0.0 < share < 0.5
+    apply_style(tiny_model, tmp_path / "labels", tmp_path / "right", device="cpu", progress=False, boundary_value=255)
+    assert "polarity" not in capsys.readouterr().err
+    apply_style(tiny_model, tmp_path / "labels", tmp_path / "wrong", device="cpu", progress=False, boundary_value=0)
+    err = capsys.readouterr().err
+    inverted = 1.0 - labels.mean()
+    assert f"read with boundary value 0 are {inverted:.0%} boundary" in err and f"with {share:.0%} boundary" in err
+    assert "inverted" in err

@@ -120,6 +120,24 @@ def match_label_width(labels: list[tuple[str, np.ndarray]], model_width: float |
     return labels, record
 
 
+def check_label_polarity(labels: list[tuple[str, np.ndarray]], model_share: float | None, where: str,
+                         boundary_value: str | int) -> dict:
+    """Warn (on stderr) when the labels are mostly boundary: read with the wrong boundary value.
+
+    ``model_share``: the boundary share of the labels the model was trained on (None for older model
+    files). Returns a record of both shares.
+    """
+    from grainforge.progress import console
+
+    share = float(np.mean([boundary.mean() for _, boundary in labels])) if labels else float("nan")
+    if share > 0.5:
+        trained = f"{model_share:.0%}" if model_share is not None else "a minority"
+        console.print(f"[yellow]warning[/]: the labels in {where} read with boundary value {boundary_value} are {share:.0%} "
+                      f"boundary; the model was trained on labels with {trained} boundary pixels: the polarity looks "
+                      "inverted (pass the other --boundary-value)", soft_wrap=True)
+    return {"labels_boundary_share": share, "model_label_boundary_share": model_share}
+
+
 def apply_style(model_dir: str | os.PathLike, labels_dir: str | os.PathLike, out: str | os.PathLike,
                 device: str = "auto", seed: int = 0, dropout: bool | None = None, progress: bool = True,
                 *, boundary_value: str | int = "auto", threads: int | None = None,
@@ -205,8 +223,9 @@ def apply_style(model_dir: str | os.PathLike, labels_dir: str | os.PathLike, out
         torch.set_num_threads(threads)
     generator, config, payload = _load_generator_file(model_dir, torch_device)
     dropout = config.inference_dropout if dropout is None else dropout
-    labels, width_record = match_label_width(load_boundaries(labels_dir, boundary_value=boundary_value),
-                                             payload.get("label_width_px"), match_width, str(labels_dir))
+    labels = load_boundaries(labels_dir, boundary_value=boundary_value)
+    polarity_record = check_label_polarity(labels, payload.get("label_boundary_share"), str(labels_dir), boundary_value)
+    labels, width_record = match_label_width(labels, payload.get("label_width_px"), match_width, str(labels_dir))
     reference = read_reference(model_dir)
     out = ensure_writable_dir(out)
     record = RunRecord(out, command="style apply",
@@ -230,5 +249,6 @@ def apply_style(model_dir: str | os.PathLike, labels_dir: str | os.PathLike, out
             generated.add(image, boundary)
     write_csv(out / "manifest.csv", manifest)
     fidelity = gate(out, generated.result(), reference)
-    record.write(n_images=len(written), device=str(torch_device), label_width=width_record, fidelity=fidelity)
+    record.write(n_images=len(written), device=str(torch_device), label_width=width_record, label_polarity=polarity_record,
+                 fidelity=fidelity)
     return written

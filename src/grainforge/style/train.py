@@ -249,6 +249,7 @@ def train_style(pairs_dir: str | os.PathLike | None, config: StyleConfig, out: s
     if not pairs:
         raise UserError(f"{pairs_dir}: no (image, label) pairs to train on")
     label_width = mean_line_width(pair.boundary for pair in pairs)  # what apply_style's labels must match
+    label_share = float(np.mean([pair.boundary.mean() for pair in pairs]))  # their polarity: a minority of boundary
     held_out = load_pairs(val) if isinstance(val, (str, os.PathLike)) else val
     samples = sample_crops(held_out or pairs, config.crop, config.n_samples)
 
@@ -318,7 +319,8 @@ def train_style(pairs_dir: str | os.PathLike | None, config: StyleConfig, out: s
         save_checkpoint(config.iters)
         save_samples(config.iters)
         checkpoint.save(out / GENERATOR_FILE, "pix2pix-generator", config_to_dict(config),
-                        state=model.generator.state_dict(), label_width_px=label_width)
+                        state=model.generator.state_dict(), label_width_px=label_width,
+                        label_boundary_share=label_share)
     with record.phase("fidelity"):  # reference_stats.json of the real pairs, fidelity.json of the samples
         fidelity = check_training(model.generator, config, pairs, [boundary for boundary, _ in samples], out,
                                   torch_device, seed)
