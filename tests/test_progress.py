@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import re
 
+import numpy as np
 import pytest
 from rich.console import Console
 from rich.progress import TextColumn
@@ -78,6 +79,19 @@ def test_several_tasks_and_advance(log_console):
     lines = stream.getvalue().splitlines()
     assert [line.split()[:2] for line in lines] == [["first", "1/3"], ["second", "2/?"], ["first", "2/3"],
                                                    ["second", "4/?"], ["first", "3/3"], ["second", "6/?"]]
+
+
+def test_a_stage_logs_its_progress(log_console, monkeypatch):
+    """A library stage (metrics over image pairs) prints its progress lines to a log, one per image at interval 0."""
+    from grainforge.metrics import evaluate_arrays
+
+    _, stream = log_console
+    monkeypatch.setattr(progress_module, "LOG_INTERVAL_S", 0.0)
+    boundary = np.zeros((8, 8), bool)
+    boundary[4] = True
+    rows = evaluate_arrays([(boundary, boundary)] * 3, progress=True)
+    assert [row["map"] for row in rows] == [1.0] * 3
+    assert [line.split()[:2] for line in stream.getvalue().splitlines()] == [["evaluating", f"{k}/3"] for k in (1, 2, 3)]
 
 
 def test_terminal_and_jupyter_get_live_bars(monkeypatch):

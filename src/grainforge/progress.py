@@ -25,16 +25,17 @@ LOG_INTERVAL_S = 30.0
 
 class LogLineProgress(Progress):
     """A :class:`rich.progress.Progress` that draws nothing live and prints a plain progress line per task
-    every ``interval`` seconds (and a last one when a task that printed lines completes).
+    every ``interval`` seconds (default :data:`LOG_INTERVAL_S`), and a last one when a task that printed
+    lines completes.
 
     Lines hold the description, n/total, percent, elapsed and remaining time, then ``extra_columns``
     rendered as plain text. Time comes from the console's clock (``console.get_time``).
     """
 
-    def __init__(self, *extra_columns, interval: float = LOG_INTERVAL_S, console: Console = console):
+    def __init__(self, *extra_columns, interval: float | None = None, console: Console = console):
         super().__init__(TextColumn("{task.description}"), MofNCompleteColumn(), TaskProgressColumn(),
                          TimeElapsedColumn(), TimeRemainingColumn(), *extra_columns, console=console, disable=True)
-        self.interval = float(interval)
+        self.interval = LOG_INTERVAL_S if interval is None else float(interval)
         self._last_line: dict[TaskID, float] = {}
         self._ended: set[TaskID] = set()
 
