@@ -3,6 +3,7 @@ or the random-forest baseline."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import typer
@@ -27,11 +28,15 @@ def train(
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoint.pt (same config and --iters; U-Net only)."),
     val: Path | None = typer.Option(None, "--val", help="Validation pairs (default: hold out part of --real when it has "
                                                         "enough images; U-Net only)."),
+    ignore_value: str | None = typer.Option(None, "--ignore-value", help="Grey level (1..254) of untraced pixels in sparse "
+                                                                       "labels: they add nothing to training (default 128; "
+                                                                       "U-Net: the config's ignore_value); none: fully traced."),
 ) -> None:
     """Train a U-Net (keeps the best checkpoint by validation MAP) or a random forest on real (+ extra) image/label pairs."""
     from rich.console import Console
 
     from grainforge.config import load_config
+    from grainforge.data.pairs import DEFAULT_IGNORE_VALUE, parse_ignore_value
     from grainforge.errors import UserError
     from grainforge.segment.config import FOREST_PRESETS, SEGMENT_PRESETS, ForestConfig, SegmentConfig
 
@@ -43,12 +48,15 @@ def train(
         forest_config = load_config(ForestConfig, config or "default", FOREST_PRESETS)
         from grainforge.segment.forest import FOREST_FILE, train_forest
 
-        model_dir = train_forest(real, out, forest_config, real_fraction=real_fraction, seed=seed, extras=extra)
+        model_dir = train_forest(real, out, forest_config, real_fraction=real_fraction, seed=seed, extras=extra,
+                                 ignore_value=DEFAULT_IGNORE_VALUE if ignore_value is None else parse_ignore_value(ignore_value))
         Console().print(f"forest model: [bold]{model_dir / FOREST_FILE}[/]  (run record: {model_dir / 'run.json'})")
         return
     if method != "unet":
         raise UserError(f"--method {method!r}: must be unet or forest")
     segment_config = load_config(SegmentConfig, config or "cpu-small", SEGMENT_PRESETS)  # before importing torch: fast errors
+    if ignore_value is not None:
+        segment_config = dataclasses.replace(segment_config, ignore_value=parse_ignore_value(ignore_value))
     from grainforge.data.io import read_csv
     from grainforge.segment.train import train_segmenter
 

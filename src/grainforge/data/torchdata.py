@@ -14,11 +14,15 @@ from torch.utils.data import Dataset
 from grainforge.data.pairs import Pair
 from grainforge.errors import UserError
 
+UNTRACED = -1.0
+"""Target value of the untraced pixels of sparse labels (``Pair.ignore``): the loss skips them."""
+
 
 class PairCropDataset(Dataset):
     """``length`` random ``crop`` x ``crop`` patches of ``pairs``; item i is deterministic per (seed, i).
 
-    Item i -> (image FloatTensor (1, crop, crop) in [0, 1], boundary FloatTensor (1, crop, crop) in {0, 1}).
+    Item i -> (image FloatTensor (1, crop, crop) in [0, 1], boundary FloatTensor (1, crop, crop) in {0, 1},
+    and :data:`UNTRACED` where a sparse pair's ``ignore`` is set).
     The pair is drawn uniformly, the position uniformly; with ``augment`` one of the 8 symmetries of
     the square (rot90 k times, then an optional left-right flip) is applied to image and boundary alike.
     """
@@ -48,6 +52,8 @@ class PairCropDataset(Dataset):
         x = int(rng.integers(pair.image.shape[1] - self.crop + 1))
         image = pair.image[y : y + self.crop, x : x + self.crop]
         boundary = pair.boundary[y : y + self.crop, x : x + self.crop]
+        if pair.ignore is not None:
+            boundary = np.where(pair.ignore[y : y + self.crop, x : x + self.crop], UNTRACED, boundary)
         if self.augment:
             turns, flip = int(rng.integers(4)), bool(rng.integers(2))
             image, boundary = np.rot90(image, turns), np.rot90(boundary, turns)

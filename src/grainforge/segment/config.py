@@ -68,6 +68,8 @@ class SegmentConfig(PostprocessConfig):
     # patches alone (1 = mixed to the end, the paper; with real_share 0: pre-train on extras, then fine-tune)
     extra_until: float = 1.0
     augment: bool = True
+    # sparse labels: label pixels of this grey level (8-bit) are untraced and add nothing to the loss; null: none
+    ignore_value: int | None = 128
     # validation (held-out real images, scored with MAP/ARI after post-processing)
     val_every: int = 2000
     val_fraction: float = 0.2  # held out of --real when no --val is given and it has >= val_min_images
@@ -94,6 +96,7 @@ class SegmentConfig(PostprocessConfig):
             (0.0 < self.extra_until <= 1.0, "extra_until must be in (0, 1]"),
             (0.0 <= self.val_fraction < 1.0, "val_fraction must be in [0, 1)"),
             (self.val_every >= 1 and self.checkpoint_every >= 1, "val_every and checkpoint_every must be >= 1"),
+            (self.ignore_value is None or 1 <= self.ignore_value <= 254, "ignore_value must be in 1..254 (or null)"),
         ]
         _raise_first_failure("segment config", checks + self.postprocess_checks())
 

@@ -58,7 +58,8 @@ def sample_pixels(pairs: Sequence, config, seed: int, progress=None) -> tuple[np
 
     Per image ``min(cap // 2, boundary px, grain px)`` pixels of each class, with ``cap =
     min(pixels_per_image, max_pixels // len(pairs))``, drawn without replacement by one generator seeded
-    with ``seed``, in the order of ``pairs``. UserError naming the
+    with ``seed``, in the order of ``pairs``; untraced pixels of sparse labels (``Pair.ignore``) are
+    never drawn. UserError naming the
     image when an image and its boundary map differ in size, or when no image has both classes.
     ``progress``: optional callable run after each image.
     """
@@ -70,8 +71,9 @@ def sample_pixels(pairs: Sequence, config, seed: int, progress=None) -> tuple[np
             raise UserError(f"{pair.name}: image {pair.image.shape[1]}x{pair.image.shape[0]} and boundary label "
                             f"{pair.boundary.shape[1]}x{pair.boundary.shape[0]} differ in size; labels must match their "
                             f"images pixel for pixel")
-        boundary = np.flatnonzero(pair.boundary)
-        grain = np.flatnonzero(~pair.boundary)
+        traced = np.ones(pair.boundary.shape, dtype=bool) if pair.ignore is None else ~pair.ignore
+        boundary = np.flatnonzero(pair.boundary & traced)
+        grain = np.flatnonzero(~pair.boundary & traced)
         n = min(per_class, boundary.size, grain.size)
         if n > 0:
             take = np.concatenate([rng.choice(boundary, n, replace=False), rng.choice(grain, n, replace=False)])
@@ -207,13 +209,15 @@ def load_forest(model: str | os.PathLike):
 
 def train_forest(real: str | os.PathLike | None, out: str | os.PathLike, config, real_fraction: float = 1.0,
                  seed: int = 0, progress: bool = True, *, extras: Sequence[str | os.PathLike] = (),
-                 real_pairs: list | None = None) -> Path:
+                 real_pairs: list | None = None, ignore_value: int | None = 128) -> Path:
     """Train a random forest (``config``: a ForestConfig) and write the model folder ``out``; returns ``out``.
 
     ``real``: folder with images/ + labels/ or .h5 (or pass ``real_pairs``, a list of Pair); the seeded
     nested ``real_fraction`` of it is taken as for the U-Net (:func:`grainforge.segment.train.split_real`),
     but nothing is held out for validation (the forest has no training schedule to steer). ``extras``:
-    more such sources (synthetic, simulated), sampled like the real images. Everything is loaded and
+    more such sources (synthetic, simulated), sampled like the real images. ``ignore_value``: the grey
+    level of untraced pixels in sparse labels, never sampled (None: labels are fully traced; docs/design.md
+    §3.5). Everything is loaded and
     checked before ``out`` is created. run.json lists the training images and ``warnings`` (a model that
     finds almost no boundary on its training images, also issued as a :class:`GrainforgeWarning`).
     Deterministic by seed.
@@ -233,11 +237,11 @@ def train_forest(real: str | os.PathLike | None, out: str | os.PathLike, config,
     record = RunRecord(out, command="segment train", config=config_to_dict(config), seed=seed)
     with record.phase("load data"):
         if real_pairs is None and real is not None:
-            real_pairs = load_pairs(real)
+            real_pairs = load_pairs(real, ignore_value=ignore_value)
         train_real, _ = split_real(real_pairs or [], config, real_fraction, seed, hold_out=False)
         pools = {"real": train_real}
         for folder in extras:
-            pools[source_name(Path(folder), set(pools))] = load_pairs(folder)
+            pools[source_name(Path(folder), set(pools))] = load_pairs(folder, ignore_value=ignore_value)
     training = [pair for pool in pools.values() for pair in pool]
     if not training:
         raise UserError("segment train: no training data; give --real DIR (and/or --extra DIR)")
@@ -253,5 +257,5 @@ def train_forest(real: str | os.PathLike | None, out: str | os.PathLike, config,
     record.write(method="forest", sources={"real": str(real) if real is not None else None,
                                            "extras": [str(e) for e in extras]},
                  real_fraction=real_fraction, train_images={name: [p.name for p in pool] for name, pool in pools.items()},
-                 warnings=found_warnings)
+                 warnings=found_warnings, ignore_value=ignore_value)
     return out

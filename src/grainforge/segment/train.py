@@ -7,10 +7,14 @@ Batch composition (fixed counts per batch, ``MixedBatches``):
   (8 = 4 real + 2 + 2 with two extras; 4 real + 2 + 1 + 1 with three);
 - ``real_fraction = 0`` (or no real data): the whole batch split over the extras.
 
+Sparse labels (docs/design.md §3.5): label pixels of ``config.ignore_value`` are untraced; the loss
+skips them (:func:`segmentation_loss`). Validation scores MAP, which needs fully traced labels:
+sparse pairs are never held out, and a sparse ``val`` set is refused.
+
 Validation: on ``val`` if given; otherwise, when the real set (``real``) has at least
-``val_min_images`` images, ``round(val_fraction * n)`` of them (seeded, before the real fraction is
-taken, so every fraction is scored on the same images; at most ``val_max_images`` are scored) are
-held out of training. Pairs passed in memory (``real_pairs``, e.g. the experiment runner's fraction)
+``val_min_images`` fully traced images, ``round(val_fraction * n)`` of those (seeded, before the real
+fraction is taken, so every fraction is scored on the same images; at most ``val_max_images`` are
+scored) are held out of training. Pairs passed in memory (``real_pairs``, e.g. the experiment runner's fraction)
 are trained on as they are: nothing is held out of them, so without ``val`` there is no
 validation. Every ``val_every`` iterations and at the end the full held-out images are predicted
 (tiled inference + post-processing) and scored with MAP/ARI; ``best.pt`` keeps the weights of the
@@ -36,6 +40,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from grainforge.data.torchdata import UNTRACED
 from grainforge.errors import UserError
 
 LOG_COLUMNS = ("iteration", "loss", "lr", "val_map", "val_ari", "wall_time_s")
@@ -59,16 +64,21 @@ def source_counts(batch_size: int, has_real: bool, extra_names: Sequence[str], r
 
 
 def segmentation_loss(logits: torch.Tensor, boundary: torch.Tensor, boundary_weight: float, dice_weight: float) -> torch.Tensor:
-    """Weighted cross-entropy + ``dice_weight`` x (1 - soft Dice of the boundary class).
+    """Weighted cross-entropy + ``dice_weight`` x (1 - soft Dice of the boundary class), over the traced pixels.
 
     Class weights: grain 1, boundary ``boundary_weight``. logits (B, 2, H, W); boundary (B, 1, H, W)
-    in {0, 1}.
+    in {0, 1}, or :data:`~grainforge.data.torchdata.UNTRACED` on the untraced pixels of sparse labels:
+    those add nothing (the cross-entropy is the weighted mean over the traced pixels, the Dice sums run
+    over them), and a batch without a traced pixel has loss 0.
     """
     target = boundary[:, 0].long()
+    traced = target != int(UNTRACED)
+    if not bool(traced.any()):
+        return logits.sum() * 0.0
     weight = torch.tensor([1.0, boundary_weight], device=logits.device, dtype=logits.dtype)
-    cross_entropy = F.cross_entropy(logits, target, weight=weight)
-    probability = torch.softmax(logits, dim=1)[:, 1]
-    truth = boundary[:, 0]
+    cross_entropy = F.cross_entropy(logits, target, weight=weight, ignore_index=int(UNTRACED))
+    probability = torch.softmax(logits, dim=1)[:, 1] * traced
+    truth = boundary[:, 0] * traced
     dice = (2.0 * (probability * truth).sum() + 1.0) / (probability.sum() + truth.sum() + 1.0)
     return cross_entropy + dice_weight * (1.0 - dice)
 
@@ -109,9 +119,11 @@ def split_real(real_pairs: list, config, real_fraction: float, seed: int, hold_o
         raise UserError(f"real_fraction {real_fraction}: must be in [0, 1]; e.g. 0.25 for 25 %")
     by_name = {pair.name: pair for pair in real_pairs}
     train_names, val_names = list(by_name), []
-    if hold_out and len(by_name) >= config.val_min_images and config.val_fraction > 0:
-        train_names, val_names = train_test_split(list(by_name), config.val_fraction, seed)
-        val_names = val_names[: config.val_max_images]
+    traced = [name for name, pair in by_name.items() if pair.ignore is None]  # sparse labels cannot be scored
+    if hold_out and len(traced) >= config.val_min_images and config.val_fraction > 0:
+        _, held = train_test_split(traced, config.val_fraction, seed)
+        train_names = [name for name in by_name if name not in held]
+        val_names = held[: config.val_max_images]
     if real_fraction == 0.0:
         train_names = []
     elif real_fraction < 1.0:
@@ -254,13 +266,17 @@ def train_segmenter(real: str | os.PathLike | None, out: str | os.PathLike, conf
     with record.phase("load data"):
         hold_out = val is None and real_pairs is None
         if real_pairs is None and real is not None:
-            real_pairs = load_pairs(real)
-        val_pairs = load_pairs(val) if val is not None else None
+            real_pairs = load_pairs(real, ignore_value=config.ignore_value)
+        val_pairs = load_pairs(val, ignore_value=config.ignore_value) if val is not None else None
+        sparse_val = [pair.name for pair in val_pairs or [] if pair.ignore is not None]
+        if sparse_val:
+            raise UserError(f"{val}: {sparse_val[0]} is a sparse label (pixels of the ignore value {config.ignore_value} "
+                            f"are untraced); validation scores MAP, which needs every boundary traced: pass fully traced --val pairs")
         train_real, held_out = split_real(real_pairs or [], config, real_fraction, seed, hold_out)
         val_pairs = val_pairs if val_pairs is not None else held_out
         extra_sources: dict[str, list] = {}
         for folder in extras:
-            extra_sources[source_name(Path(folder), set(extra_sources))] = load_pairs(folder)
+            extra_sources[source_name(Path(folder), set(extra_sources))] = load_pairs(folder, ignore_value=config.ignore_value)
     counts = source_counts(config.batch_size, bool(train_real), list(extra_sources), config.real_share)
     pools = {"real": train_real, **extra_sources}
     datasets = {name: PairCropDataset(pools[name], config.crop, length=config.iters * count,
