@@ -468,11 +468,16 @@ def evaluate_arrays(pairs: Iterable[tuple[np.ndarray, np.ndarray]], ari_mode: st
 # ---------------------------------------------------------------- folders
 
 
-def _read_prediction(path: Path, boundary_value: str | int) -> np.ndarray:
-    """Predicted boundary map (bool, H x W).
+#: A prediction with more than this share of boundary pixels is warned about (likely the wrong polarity).
+MAX_PRED_BOUNDARY_SHARE = 0.5
+
+
+def _read_prediction(path: Path, boundary_value: int) -> np.ndarray:
+    """Predicted boundary map (bool, H x W), boundary pixels = ``boundary_value`` (0 or 255, never guessed).
 
     Unlike a true label it may be uniform: a segmenter that found no boundary writes a blank map,
-    read as no boundary pixels (one grain) in any convention.
+    read as no boundary pixels (one grain) in any convention. Its polarity is never guessed from the
+    file: a weak model's map can be more than half boundary, and a "rarer value" rule would invert it.
     """
     from grainforge.data.io import read_image
     from grainforge.data.pairs import label_to_boundary
@@ -518,30 +523,48 @@ def pair_files(pred_dir: str | os.PathLike, true_dir: str | os.PathLike) -> list
 
 
 def _evaluate_files(args: tuple) -> dict:
-    stem, pred_path, true_path, boundary_value, ari_mode = args
+    stem, pred_path, true_path, boundary_value, pred_boundary_value, ari_mode = args
     from grainforge.data.pairs import read_boundary
 
-    pred_boundary = _read_prediction(pred_path, boundary_value)
+    pred_boundary = _read_prediction(pred_path, pred_boundary_value)
     true_boundary = read_boundary(true_path, boundary_value)
     if pred_boundary.shape != true_boundary.shape:
         raise UserError(f"{pred_path}: size {pred_boundary.shape[1]}x{pred_boundary.shape[0]} differs from "
                         f"{true_path} ({true_boundary.shape[1]}x{true_boundary.shape[0]}); predict on the same images")
-    return {"image": stem, **evaluate_boundaries(true_boundary, pred_boundary, ari_mode)}
+    return {"image": stem, **evaluate_boundaries(true_boundary, pred_boundary, ari_mode),
+            "_pred_boundary_share": float(pred_boundary.mean()), "_pred_path": str(pred_path)}
 
 
 def evaluate_folders(pred_dir: str | os.PathLike, true_dir: str | os.PathLike, boundary_value: str | int = "auto",
-                     ari_mode: str = "paper", workers: int | None = None, progress: bool = False) -> list[dict]:
+                     ari_mode: str = "paper", workers: int | None = None, progress: bool = False,
+                     pred_boundary_value: int = 255) -> list[dict]:
     """Metrics rows (key "image" = stem, then ROW_COLUMNS) for boundary maps paired by stem.
 
-    Either folder may also be a run folder holding ``boundaries/`` or ``labels/``. Files are read with
-    :func:`grainforge.data.pairs.read_boundary` (``boundary_value`` "auto", 0 or 255; threshold 127),
-    except that a uniform (blank) prediction is accepted as "no boundary found"; a uniform true
-    label is a UserError naming the file.
+    Either folder may also be a run folder holding ``boundaries/`` or ``labels/``. True labels are read
+    with :func:`grainforge.data.pairs.read_boundary` (``boundary_value`` "auto" = the rarer value of each
+    true label, 0 or 255; threshold 127); a uniform true label is a UserError naming the file.
+    Predictions mark boundaries with ``pred_boundary_value`` (0 or 255; 255 is what grainforge writes),
+    never guessed per file (docs/design.md §4.5); a uniform (blank) prediction is "no boundary found",
+    and one that is more than half boundary gets a :class:`grainforge.errors.GrainforgeWarning` naming it.
     """
+    import warnings
+
+    from grainforge.errors import GrainforgeWarning
+
     if ari_mode not in ARI_MODES:
         raise UserError(f"ari_mode: unknown mode '{ari_mode}'; use one of {', '.join(ARI_MODES)}")
-    items = [(stem, pred, true, boundary_value, ari_mode) for stem, pred, true in pair_files(pred_dir, true_dir)]
-    return _pool_map(_evaluate_files, items, workers, progress, "evaluating")
+    if pred_boundary_value not in (0, 255):
+        raise UserError(f"pred_boundary_value: {pred_boundary_value!r} must be 0 or 255 (the predictions' boundary value)")
+    items = [(stem, pred, true, boundary_value, pred_boundary_value, ari_mode)
+             for stem, pred, true in pair_files(pred_dir, true_dir)]
+    rows = _pool_map(_evaluate_files, items, workers, progress, "evaluating")
+    for row in rows:
+        share, path = row.pop("_pred_boundary_share"), row.pop("_pred_path")
+        if share > MAX_PRED_BOUNDARY_SHARE:
+            warnings.warn(f"{path}: {100 * share:.0f} % of the prediction is boundary (value {pred_boundary_value}); "
+                          f"if its boundaries are {255 - pred_boundary_value}, pass --pred-boundary-value "
+                          f"{255 - pred_boundary_value}", GrainforgeWarning, stacklevel=2)
+    return rows
 
 
 def summarize(rows: Sequence[dict]) -> dict[str, tuple[float, float]]:
