@@ -48,10 +48,11 @@ def experiment(
             raise typer.Exit(130) from None
 
     table = Table(title=f"results (mean over seeds) — {out / 'results.csv'}")
-    for column in ("table", "setting", "real %", "MAP", "ARI", "seeds"):
+    for column in ("table", "setting", "real %", "MAP", "ARI", "MAP raw", "ARI raw", "seeds"):
         table.add_column(column, justify="left" if column in ("table", "setting") else "right")
     for (name, setting, fraction), stats in aggregate(read_results(out / "results.csv")).items():
-        table.add_row(name, setting, f"{fraction * 100:g}", f"{stats['map'][0]:.4f}", f"{stats['ari'][0]:.4f}",
+        table.add_row(name, setting, f"{fraction * 100:g}",
+                      *(f"{stats[metric][0]:.4f}" for metric in ("map", "ari", "map_raw", "ari_raw")),
                       str(stats["map"][2]))
     console = Console()
     console.print(table)
