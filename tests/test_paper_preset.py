@@ -190,3 +190,23 @@ def test_raw_scores_keep_the_networks_gaps_that_closing_would_mend(tmp_path):
     # the gap, a false positive): AP 4 / 5 at every threshold
     closed = evaluate_boundaries(truth, closed_boundaries(probability))
     assert closed["map"] == pytest.approx(4 / 5) and closed["map"] > raw["map"]
+
+
+def test_a_run_started_before_the_new_keys_resumes(tmp_path):
+    """real.patches / real.patch and simulation.zoom are new: a run folder whose config.yaml lacks them
+    (their defaults) resumes; a real change is still refused."""
+    import yaml
+
+    from grainforge.config import config_to_dict
+    from grainforge.errors import UserError
+    from grainforge.experiment import check_same_config
+
+    config = shipped_configs()["laptop"]
+    saved = config_to_dict(config)
+    del saved["real"]["patches"], saved["real"]["patch"], saved["simulation"]["zoom"]
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(saved))
+    check_same_config(tmp_path, config)
+    saved["simulation"]["size"] = 32
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(saved))
+    with pytest.raises(UserError, match="different simulation"):
+        check_same_config(tmp_path, config)
