@@ -166,13 +166,17 @@ def report_markdown(config: ExperimentConfig, rows: Sequence[dict], timings: dic
                     fidelity: dict[float, dict] | None = None) -> str:
     """The text of report.md (figures: names of the PNGs already written under figures/; fidelity: the
     ``fidelity.json`` of each real fraction's synthetic images)."""
+    from grainforge.experiment.config import segment_config, style_config
+
     stats = aggregate(rows)
     seeds = sorted({int(r["seed"]) for r in rows})
+    style = style_config(config)
+    schedule = f"{style.iters} iterations" if style.epochs is None else f"{style.epochs} epochs over the training items"
     lines = ["# grainforge experiment report", "",
              f"Real data: `{config.real.source}` ({timings.get('real_train_images', '?')} train / "
              f"{timings.get('real_test_images', '?')} test images). Seeds: {seeds}. U-Net: preset "
-             f"`{config.segment.preset}`, {config.segment.iters or 'preset'} iterations; pix2pix: preset "
-             f"`{config.style.preset}`, {config.style.iters or 'preset'} iterations. Cells: mean ± std over seeds "
+             f"`{config.segment.preset}`, {segment_config(config).iters} iterations; pix2pix: preset "
+             f"`{config.style.preset}`, {schedule}. Cells: mean ± std over seeds "
              "(population std; no ± with one seed). MAP and ARI use the paper's conventions (docs/design.md §4); the paper's "
              "numbers come from 100 real training images of 2800 × 1600 px and 28k-iteration U-Nets. Every table scores "
              "each model twice: MAP / ARI after grainforge's closing and merging of the predicted boundaries, and "
