@@ -82,6 +82,11 @@ def print_dry_run(config, console) -> None:
         table.add_row(item, show(ours[item]), show(paper), "" if ours[item] == paper else "differs")
     console.print(table)
     console.print(sampling_line(config), soft_wrap=True)
+    if ours["simulated images"] and config.simulation.crop:
+        gib = ours["simulated images"] * config.simulation.crop ** 2 * 5 / 2**30  # float32 image + bool label
+        console.print(f"Memory: a row that trains on simulated, synthetic or microscope images holds all "
+                      f"{ours['simulated images']:,} of them (float32 image + bool label): about {gib:.0f} GiB per "
+                      "source per row process (real + synthetic + microscope rows hold two).", soft_wrap=True)
 
     table = Table(title="per real fraction (nested: a smaller fraction's images and patches are in a larger one's)")
     for column in ("real %", "training images", "training patches", "pix2pix iterations"):
