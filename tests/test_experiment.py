@@ -53,8 +53,9 @@ def test_shipped_configs_load_and_plan_expected_rows():
     configs = shipped_configs()
     assert set(configs) == {"demo", "laptop", "paper", "tbm"}
     demo = plan_rows(configs["demo"])
-    # table3: 4 settings (forest too); table4: 3 settings x 2 fractions; beyond: 2 x 2; supplement: 1 (1 seed)
-    assert len(demo) == 4 + 6 + 4 + 1
+    # table3: 6 settings (grain IDs, plain lines, forest); table4: 3 settings x 2 fractions; beyond: 2 x 2;
+    # supplement: simulated and synthetic splits (1 seed)
+    assert len(demo) == 6 + 6 + 4 + 2
     assert {(r.table, r.setting) for r in demo if r.real_fraction == 0.25} == {
         ("table4", "real"), ("table4", "real+synthetic"), ("table4", "forest"), ("beyond", "real+microscope"),
         ("beyond", "real+synthetic+microscope")}
@@ -159,7 +160,7 @@ def test_run_experiment_with_fake_rows_resumes_and_guards_the_config(tmp_path: P
     config = shipped_configs()["demo"]
     counting = CountingRow()
     report = run_experiment(config, tmp_path / "run", progress=False, row_fn=counting)
-    assert len(counting.calls) == len({spec.model_key for spec in plan_rows(config)}) == 13  # real and forest 100 % once
+    assert len(counting.calls) == len({spec.model_key for spec in plan_rows(config)}) == 16  # real and forest 100 % once
     assert report.is_file() and (tmp_path / "run" / "run.json").is_file()
     again = CountingRow()
     run_experiment(config, tmp_path / "run", progress=False, row_fn=again)
@@ -191,9 +192,10 @@ def _fake_results(path: Path) -> None:
     for seed, shift in ((0, -0.1), (1, 0.1)):
         for table, setting, f, value in (("table3", "real", 1.0, 0.5), ("table4", "real", 1.0, 0.5),
                                          ("table4", "real", 0.25, 0.3), ("table4", "real+synthetic", 0.25, 0.6),
-                                         ("table4", "real+synthetic", 1.0, 0.7), ("supplement", "synthetic-split", 0.0, 0.9)):
+                                         ("table4", "real+synthetic", 1.0, 0.7), ("supplement", "simulated-split", 0.0, 0.9)):
             rows.append({"table": table, "setting": setting, "real_fraction": f, "seed": seed, "map": value + shift,
-                         "ari": value, "vi_split": 0, "vi_merge": 0, "boundary_f1": 0.5, "iterations": 5, "wall_time_s": 1})
+                         "ari": value, "map_raw": value + shift - 0.2, "ari_raw": value - 0.1, "vi_split": 0, "vi_merge": 0,
+                         "boundary_f1": 0.5, "iterations": 5, "wall_time_s": 1})
     write_csv(path, rows, RESULT_COLUMNS)
 
 
@@ -201,13 +203,18 @@ def test_report_renders_tables_from_a_fake_results_csv(tmp_path: Path):
     _fake_results(tmp_path / "results.csv")
     config = shipped_configs()["demo"]
     report = render_report(tmp_path, config).read_text()
-    assert "| real | 0.5000 ± 0.1000 | 0.5000 ± 0.0000 | 0.5845 / 0.8655 |" in report  # Table 3 beside the paper
-    assert ("| 25 % | 0.3000 ± 0.1000 | 0.6000 ± 0.1000 | — | 0.3000 ± 0.0000 | 0.6000 ± 0.0000 | — | 0.5343 / 0.8316 | "
+    # Table 3 beside the paper: closed, then raw scores
+    assert "| real | 0.5000 ± 0.1000 | 0.5000 ± 0.0000 | 0.3000 ± 0.1000 | 0.4000 ± 0.0000 | 0.5845 / 0.8655 |" in report
+    assert ("| 25 % | 0.3000 ± 0.1000 | 0.6000 ± 0.1000 | — | 0.3000 ± 0.0000 | 0.6000 ± 0.0000 | — | 0.1000 ± 0.1000 | "
+            "0.4000 ± 0.1000 | — | 0.2000 ± 0.0000 | 0.5000 ± 0.0000 | — | 0.5343 / 0.8316 | "
             "0.5792 / 0.8696 |") in report  # no forest rows in this results.csv: its columns say so
     assert "MAP: best real + synthetic at ≤ 35 % real is 0.6000 (at 25 %) vs real 100 % 0.5000: difference +0.1000" in report
+    assert "MAP raw: best real + synthetic at ≤ 35 % real is 0.4000 (at 25 %) vs real 100 % 0.3000: difference +0.1000" in report
     assert "the claim **holds** for MAP (1 of 1 fractions ≤ 35 % reach real 100 %)" in report
     assert "Inconclusive" not in report
-    assert "| synthetic 2.8 : 1 | 0.9000 ± 0.1000 | 0.9000 ± 0.0000 | 0.9591 / 0.9986 |" in report
+    assert ("| simulated train/test split 2.8 : 1 | 0.9000 ± 0.1000 | 0.9000 ± 0.0000 | 0.7000 ± 0.1000 | 0.8000 ± 0.0000 | "
+            "0.9591 / 0.9986 |") in report
+    assert "Training patches: random crops anywhere" in report
     assert "optimistic by construction" in report
     assert (tmp_path / "figures" / "metrics_vs_fraction.png").is_file()
     assert "figures/metrics_vs_fraction.png" in report
@@ -217,7 +224,7 @@ def test_report_renders_tables_from_a_fake_results_csv(tmp_path: Path):
 
 def test_claim_is_inconclusive_when_no_model_learned_and_spread_is_named():
     def stat(value, std=0.0):
-        return {"map": (value, std, 2), "ari": (value, std, 2)}
+        return {name: (value, std, 2) for name in ("map", "ari", "map_raw", "ari_raw")}
 
     weak = claim_lines({("table4", "real", 1.0): stat(0.006), ("table4", "real+synthetic", 0.25): stat(0.009)})
     assert any("**Inconclusive**: the real-100 % model reaches only MAP 0.0060" in line for line in weak)

@@ -298,13 +298,15 @@ def test_evaluate_folders_reads_labels_and_pairs_by_stem(label_folders, tmp_path
     assert [row["image"] for row in rows] == ["a", "b"]
     assert rows[0]["map"] == 1.0 and rows[0]["ari"] == 1.0
     assert rows[1]["map"] < 1.0
-    # labels stored the other way round (0 = boundary): same numbers with boundary_value=0, or "auto" per file
+    # labels stored the other way round (0 = boundary): same numbers with boundary_value=0 (truth) and
+    # pred_boundary_value=0 (predictions), or "auto" per true label
     from grainforge.data.io import read_image
 
     for folder in ("pred", "true"):
         for stem in truths:
             write_png(tmp_path / "inverted" / folder / f"{stem}.png", 255 - read_image(tmp_path / folder / f"{stem}.png"))
-    inverted = evaluate_folders(tmp_path / "inverted" / "pred", tmp_path / "inverted" / "true", boundary_value=0, workers=1)
+    inverted = evaluate_folders(tmp_path / "inverted" / "pred", tmp_path / "inverted" / "true", boundary_value=0,
+                                pred_boundary_value=0, workers=1)
     assert inverted == rows
     assert evaluate_folders(pred_dir, tmp_path / "inverted" / "true", boundary_value="auto", workers=1) == rows
     assert evaluate_folders(pred_dir, tmp_path / "inverted" / "true", boundary_value=255, workers=1)[0]["map"] == 0.0

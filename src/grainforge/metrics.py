@@ -413,8 +413,7 @@ def scoring_truth(true_boundary: np.ndarray, truth_lines: str = "auto") -> np.nd
         The thinned map, or ``true_boundary`` itself when it is 1 px wide, has no boundary or no grain
         pixel, or ``truth_lines`` is "as-is".
     """
-    from skimage.morphology import thin
-
+    from grainforge.data.pairs import thin_lines
     from grainforge.labelwidth import ONE_PIXEL_WIDTH_PX, WIDTH_TOLERANCE_PX, line_width
 
     if truth_lines not in TRUTH_LINES:
@@ -423,7 +422,7 @@ def scoring_truth(true_boundary: np.ndarray, truth_lines: str = "auto") -> np.nd
         return true_boundary
     if line_width(true_boundary) <= ONE_PIXEL_WIDTH_PX + WIDTH_TOLERANCE_PX:
         return true_boundary
-    return thin(true_boundary)
+    return thin_lines(true_boundary)
 
 
 def evaluate_boundaries(true_boundary: np.ndarray, pred_boundary: np.ndarray, ari_mode: str = "paper",
@@ -511,11 +510,16 @@ def evaluate_arrays(pairs: Iterable[tuple[np.ndarray, np.ndarray]], ari_mode: st
 # ---------------------------------------------------------------- folders
 
 
-def _read_prediction(path: Path, boundary_value: str | int) -> np.ndarray:
-    """Predicted boundary map (bool, H x W).
+#: A prediction with more than this share of boundary pixels is warned about (likely the wrong polarity).
+MAX_PRED_BOUNDARY_SHARE = 0.5
+
+
+def _read_prediction(path: Path, boundary_value: int) -> np.ndarray:
+    """Predicted boundary map (bool, H x W), boundary pixels = ``boundary_value`` (0 or 255, never guessed).
 
     Unlike a true label it may be uniform: a segmenter that found no boundary writes a blank map,
-    read as no boundary pixels (one grain) in any convention.
+    read as no boundary pixels (one grain) in any convention. Its polarity is never guessed from the
+    file: a weak model's map can be more than half boundary, and a "rarer value" rule would invert it.
     """
     from grainforge.data.io import read_image
     from grainforge.data.pairs import label_to_boundary
@@ -561,34 +565,51 @@ def pair_files(pred_dir: str | os.PathLike, true_dir: str | os.PathLike) -> list
 
 
 def _evaluate_files(args: tuple) -> dict:
-    stem, pred_path, true_path, boundary_value, ari_mode, truth_lines = args
+    stem, pred_path, true_path, boundary_value, pred_boundary_value, ari_mode, truth_lines = args
     from grainforge.data.pairs import read_boundary
 
-    pred_boundary = _read_prediction(pred_path, boundary_value)
+    pred_boundary = _read_prediction(pred_path, pred_boundary_value)
     true_boundary = read_boundary(true_path, boundary_value)
     if pred_boundary.shape != true_boundary.shape:
         raise UserError(f"{pred_path}: size {pred_boundary.shape[1]}x{pred_boundary.shape[0]} differs from "
                         f"{true_path} ({true_boundary.shape[1]}x{true_boundary.shape[0]}); predict on the same images")
-    return {"image": stem, **evaluate_boundaries(true_boundary, pred_boundary, ari_mode, truth_lines)}
+    return {"image": stem, **evaluate_boundaries(true_boundary, pred_boundary, ari_mode, truth_lines),
+            "_pred_boundary_share": float(pred_boundary.mean()), "_pred_path": str(pred_path)}
 
 
 def evaluate_folders(pred_dir: str | os.PathLike, true_dir: str | os.PathLike, boundary_value: str | int = "auto",
                      ari_mode: str = "paper", workers: int | None = None, progress: bool = False,
-                     truth_lines: str = "auto") -> list[dict]:
+                     pred_boundary_value: int = 255, truth_lines: str = "auto") -> list[dict]:
     """Metrics rows (key "image" = stem, then ROW_COLUMNS) for boundary maps paired by stem.
 
-    Either folder may also be a run folder holding ``boundaries/`` or ``labels/``. Files are read with
-    :func:`grainforge.data.pairs.read_boundary` (``boundary_value`` "auto", 0 or 255; threshold 127),
-    except that a uniform (blank) prediction is accepted as "no boundary found"; a uniform true
-    label is a UserError naming the file. ``truth_lines``: see :func:`scoring_truth`.
+    Either folder may also be a run folder holding ``boundaries/`` or ``labels/``. True labels are read
+    with :func:`grainforge.data.pairs.read_boundary` (``boundary_value`` "auto" = the rarer value of each
+    true label, 0 or 255; threshold 127); a uniform true label is a UserError naming the file.
+    Predictions mark boundaries with ``pred_boundary_value`` (0 or 255; 255 is what grainforge writes),
+    never guessed per file (docs/design.md §4.5); a uniform (blank) prediction is "no boundary found",
+    and one that is more than half boundary gets a :class:`grainforge.errors.GrainforgeWarning` naming it.
+    ``truth_lines``: how true lines wider than 1 px are scored (:func:`scoring_truth`).
     """
+    import warnings
+
+    from grainforge.errors import GrainforgeWarning
+
     if ari_mode not in ARI_MODES:
         raise UserError(f"ari_mode: unknown mode '{ari_mode}'; use one of {', '.join(ARI_MODES)}")
     if truth_lines not in TRUTH_LINES:
         raise UserError(f"truth_lines: unknown value '{truth_lines}'; use one of {', '.join(TRUTH_LINES)}")
-    items = [(stem, pred, true, boundary_value, ari_mode, truth_lines)
+    if pred_boundary_value not in (0, 255):
+        raise UserError(f"pred_boundary_value: {pred_boundary_value!r} must be 0 or 255 (the predictions' boundary value)")
+    items = [(stem, pred, true, boundary_value, pred_boundary_value, ari_mode, truth_lines)
              for stem, pred, true in pair_files(pred_dir, true_dir)]
-    return _pool_map(_evaluate_files, items, workers, progress, "evaluating")
+    rows = _pool_map(_evaluate_files, items, workers, progress, "evaluating")
+    for row in rows:
+        share, path = row.pop("_pred_boundary_share"), row.pop("_pred_path")
+        if share > MAX_PRED_BOUNDARY_SHARE:
+            warnings.warn(f"{path}: {100 * share:.0f} % of the prediction is boundary (value {pred_boundary_value}); "
+                          f"if its boundaries are {255 - pred_boundary_value}, pass --pred-boundary-value "
+                          f"{255 - pred_boundary_value}", GrainforgeWarning, stacklevel=2)
+    return rows
 
 
 def summarize(rows: Sequence[dict]) -> dict[str, tuple[float, float]]:

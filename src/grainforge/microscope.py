@@ -448,6 +448,18 @@ def _preset_record(preset: str | MicroscopeParams) -> dict:
     return {"preset": preset, "ranges": STYLE_PRESETS[preset]}
 
 
+def demo_stems(n: int) -> list[str]:
+    """File stems of ``n`` demo images: demo_0000, demo_0001, ..."""
+    return [f"demo_{i:04d}" for i in range(n)]
+
+
+def demo_split(n: int, seed: int, test_fraction: float = 0.25) -> tuple[list[str], list[str]]:
+    """(train stems, test stems) of :func:`make_demo_data` with these arguments, without rendering anything."""
+    from grainforge.data.split import train_test_split
+
+    return train_test_split(demo_stems(n), test_fraction, seed)
+
+
 def make_demo_data(
     out: str | os.PathLike,
     n: int,
@@ -471,15 +483,13 @@ def make_demo_data(
     also write a sheet of the first 8 pairs.
     """
     from grainforge.data.io import write_csv, write_pair, write_png
-    from grainforge.data.split import train_test_split
     from grainforge.progress import progress_bar
     from grainforge.runinfo import RunRecord
 
     out = Path(out)
     preset_params(preset, np.random.default_rng(0))  # an unknown name fails before anything is written
-    stems = [f"demo_{i:04d}" for i in range(n)]
-    _, test = train_test_split(stems, test_fraction, seed)
-    test = set(test)
+    stems = demo_stems(n)
+    test = set(demo_split(n, seed, test_fraction)[1])
     record = RunRecord(out, command="demo-data", seed=seed, config={
         "n": n, "size": size, "test_fraction": test_fraction, "mean_area_px": mean_area_px,
         **_preset_record(preset),

@@ -13,7 +13,12 @@ def evaluate(
     pred_dir: Path = typer.Argument(..., help="Folder of predicted boundary maps (or a run folder with boundaries/)."),
     true_dir: Path = typer.Argument(..., help="Folder of true boundary labels with the same file stems."),
     out: Path = typer.Option(Path("metrics.csv"), "--out", help="Per-image metrics CSV to write."),
-    boundary_value: str = typer.Option("auto", "--boundary-value", help="Pixel value of boundaries: 0, 255 or auto."),
+    boundary_value: str = typer.Option("auto", "--boundary-value",
+                                       help="Pixel value of boundaries in the TRUE labels: 0, 255 or auto (the rarer "
+                                            "value of each true label)."),
+    pred_boundary_value: int = typer.Option(255, "--pred-boundary-value",
+                                            help="Pixel value of boundaries in the predictions: 255 (what grainforge "
+                                                 "writes) or 0; never guessed per file."),
     ari: str = typer.Option("paper", "--ari", help="ARI convention: paper (boundary = cluster 0) or grains."),
     truth_lines: str = typer.Option("auto", "--truth-lines",
                                     help="auto: thin true boundaries wider than 1 px before scoring; as-is: score them as traced."),
@@ -22,6 +27,8 @@ def evaluate(
     """Score predicted grain boundaries against true labels (conventions of docs/design.md §4)."""
     if boundary_value not in ("auto", "0", "255"):
         raise UserError(f"--boundary-value: '{boundary_value}' is not 0, 255 or auto; pass the label value of boundaries")
+    if pred_boundary_value not in (0, 255):
+        raise UserError(f"--pred-boundary-value: {pred_boundary_value} is not 0 or 255; pass the predictions' boundary value")
     if workers < 0:
         raise UserError(f"--workers: {workers} is negative; pass 0 (all CPUs) or a positive count")
     import sys
@@ -33,7 +40,8 @@ def evaluate(
     from grainforge.metrics import ROW_COLUMNS, evaluate_folders, summarize
 
     rows = evaluate_folders(pred_dir, true_dir, boundary_value=boundary_value if boundary_value == "auto" else int(boundary_value),
-                            ari_mode=ari, workers=workers or None, truth_lines=truth_lines,
+                            ari_mode=ari, workers=workers or None, pred_boundary_value=pred_boundary_value,
+                            truth_lines=truth_lines,
                             progress=sys.stderr.isatty())  # a non-terminal would keep the bar's last line
     write_csv(out, rows, columns=ROW_COLUMNS)
 

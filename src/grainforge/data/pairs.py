@@ -141,10 +141,7 @@ def label_to_sparse_boundary(label: np.ndarray, where: str, boundary_value="auto
     if np.array_equal(boundary, traced):
         raise UserError(f"{where}: label has no grain pixels (all boundary); check boundary_value ({boundary_value})")
     if thin:
-        from skimage.morphology import thin as skeleton_thin
-
-        pad = 16  # extend lines past the image edge first, so that thinning does not shorten them there
-        boundary = skeleton_thin(np.pad(boundary, pad, mode="edge"))[pad:-pad, pad:-pad]
+        boundary = thin_lines(boundary)
     return boundary, (ignore if ignore is not None and ignore.any() else None)
 
 
@@ -156,6 +153,15 @@ def label_to_boundary(label: np.ndarray, where: str, boundary_value="auto", thre
     refused (:func:`label_to_sparse_boundary` reads it).
     """
     return label_to_sparse_boundary(label, where, boundary_value, threshold, thin, ignore_value=None)[0]
+
+
+def thin_lines(boundary: np.ndarray) -> np.ndarray:
+    """Thin a bool boundary map (H, W) to 1-pixel lines (``skimage.morphology.thin``), lines that reach
+    the image edge extended past it first so that thinning does not shorten them there."""
+    from skimage.morphology import thin as skeleton_thin
+
+    pad = 16
+    return skeleton_thin(np.pad(boundary, pad, mode="edge"))[pad:-pad, pad:-pad]
 
 
 def read_boundary(path: str | os.PathLike, boundary_value="auto", threshold: float | None = 127, thin: bool = False) -> np.ndarray:

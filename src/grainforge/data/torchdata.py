@@ -5,6 +5,7 @@ No torchvision: crops and the 8 flips/rotations are done in numpy, then converte
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -61,6 +62,45 @@ class PairCropDataset(Dataset):
                 image, boundary = image[:, ::-1], boundary[:, ::-1]
         as_tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))[None]  # noqa: E731
         return as_tensor(image), as_tensor(boundary)
+
+
+def patch_counts(all_names: Sequence[str], patches: int) -> dict[str, int]:
+    """Patches per image of a fixed set of ``patches`` spread evenly over ``all_names``: in sorted order,
+    image j gets ``floor((j+1)P/n) - floor(jP/n)`` (the counts differ by at most one and sum to P)."""
+    if patches < 1 or not all_names:
+        raise UserError(f"patch set: {patches} patches over {len(all_names)} images; need >= 1 of each")
+    n = len(all_names)
+    return {name: (j + 1) * patches // n - j * patches // n for j, name in enumerate(sorted(all_names))}
+
+
+def fixed_patch_set(pairs: Sequence[Pair], all_names: Sequence[str], patch: int, patches: int,
+                    seed: int = 0) -> list[Pair]:
+    """The paper's fixed training patch set (2800 patches of 400 x 400 px), restricted to ``pairs``.
+
+    ``patches`` patches of ``patch`` x ``patch`` px are spread as evenly as possible over the images
+    ``all_names`` (:func:`patch_counts`); patch k of an
+    image sits at a position seeded by (``seed``, image name, k). ``pairs`` (a subset of those
+    images, e.g. a real fraction) get exactly their own patches, so a fraction of the images is
+    (to rounding) the same fraction of one fixed set, and a smaller fraction's patches are a subset
+    of a larger one's. Returns one Pair per patch, named ``<image>_p<k>``, whose arrays are views.
+    """
+    if patch < 1:
+        raise UserError(f"patch {patch}: must be >= 1 px")
+    counts = patch_counts(all_names, patches)
+    found = []
+    for pair in pairs:
+        if pair.name not in counts:
+            raise UserError(f"{pair.name}: not among the images the patch set is spread over")
+        height, width = pair.image.shape[:2]
+        if height < patch or width < patch:
+            raise UserError(f"{pair.name}: image {width}x{height} px is smaller than the {patch} px patch; "
+                            "use a smaller patch or larger images")
+        for k in range(counts[pair.name]):
+            rng = np.random.default_rng([seed, zlib.crc32(pair.name.encode()), k])
+            y, x = int(rng.integers(height - patch + 1)), int(rng.integers(width - patch + 1))
+            found.append(Pair(f"{pair.name}_p{k:04d}", pair.image[y:y + patch, x:x + patch],
+                              pair.boundary[y:y + patch, x:x + patch]))
+    return found
 
 
 class MixedBatches:

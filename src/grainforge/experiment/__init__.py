@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from grainforge.config import config_to_dict, save_config
+from grainforge.config import config_from_dict, config_to_dict, save_config
 from grainforge.data.io import ensure_writable_dir
 from grainforge.errors import UserError
 from grainforge.experiment.artefacts import prepare_artefacts
@@ -42,6 +42,10 @@ def check_same_config(run_dir: Path, config: ExperimentConfig) -> None:
     if not saved_path.is_file():
         return
     saved = yaml.safe_load(saved_path.read_text()) or {}
+    try:  # keys added since the run started take their defaults, so they do not count as changes
+        saved = config_to_dict(config_from_dict(ExperimentConfig, saved, str(saved_path)))
+    except UserError:
+        pass  # a key since removed or renamed: compare as written
     current = config_to_dict(config)
     changed = sorted(k for k in current if k not in RESUMABLE_CHANGES and saved.get(k) != current[k])
     if changed:

@@ -1,6 +1,6 @@
 """Shared artefacts of an experiment, built once in the run folder and reused on resume: the real
-split, the simulation and its sections, plain and microscope images, one pix2pix per real fraction
-and the supplement's split (paths and done markers: :mod:`grainforge.experiment.layout`).
+split, the simulation and its sections, grain-ID, plain and microscope images, one pix2pix per real
+fraction and the supplement's splits (paths and done markers: :mod:`grainforge.experiment.layout`).
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ def prepare_sections(config: ExperimentConfig, layout: RunLayout, progress: bool
     width = layout.read_timings().get("real_label_width_px") if sim.match_boundary_width else None
     width = None if width is None or same_width(width, ONE_PIXEL_WIDTH_PX) else width
     t0 = time.perf_counter()
-    manifest = slice_run(layout.simulation, layout.sections, axes=sim.axes, stride=sim.stride,
+    manifest = slice_run(layout.simulation, layout.sections, axes=sim.axes, stride=sim.stride, zoom=sim.zoom,
                          match_mean_area=area, crop=sim.crop, boundary_width=width, progress=progress)
     seconds = time.perf_counter() - t0
     labels = list_images(layout.sections / "labels")
@@ -124,18 +124,34 @@ def _section_boundaries(layout: RunLayout) -> list[tuple[str, np.ndarray]]:
     return load_boundaries(layout.sections / "labels")
 
 
-def prepare_plain(layout: RunLayout, progress: bool = True) -> None:
-    """Every section label drawn as a plain image: dark 1-px lines on a uniform bright background."""
-    if is_done(layout.plain):
+def _draw_sections(layout: RunLayout, folder: Path, description: str, draw, progress: bool) -> None:
+    """Write every section label with the image ``draw(name, boundary)`` (H, W in [0, 1]) into ``folder``."""
+    if is_done(folder):
         return
-    start_fresh(layout.plain)
+    start_fresh(folder)
     boundaries = _section_boundaries(layout)
     with progress_bar(disable=not progress) as bar:
-        task = bar.add_task("plain images", total=len(boundaries))
+        task = bar.add_task(description, total=len(boundaries))
         for name, boundary in boundaries:
-            write_pair(layout.plain, name, np.where(boundary, PLAIN_LINE, PLAIN_BACKGROUND), boundary)
+            write_pair(folder, name, draw(name, boundary), boundary)
             bar.update(task, advance=1)
-    mark_done(layout.plain, n=len(boundaries))
+    mark_done(folder, n=len(boundaries))
+
+
+def prepare_simulated_ids(layout: RunLayout, progress: bool = True) -> None:
+    """Every section as the paper's "simulated" image (its Fig. 1d): pixel value = grain id, boundary
+    pixels 0, scaled by the section's largest id N from [0, N] to [0, 1] (stored as 8-bit grey)."""
+    def grain_ids(name: str, boundary: np.ndarray) -> np.ndarray:
+        ids = read_image(layout.sections / "ids" / f"{name}.tif").astype(np.float64)
+        return np.where(boundary, 0.0, ids) / max(ids.max(), 1.0)
+
+    _draw_sections(layout, layout.simulated_ids, "grain-ID images", grain_ids, progress)
+
+
+def prepare_plain(layout: RunLayout, progress: bool = True) -> None:
+    """Every section label drawn as a plain image: dark 1-px lines on a uniform bright background."""
+    _draw_sections(layout, layout.plain, "plain images",
+                   lambda name, boundary: np.where(boundary, PLAIN_LINE, PLAIN_BACKGROUND), progress)
 
 
 def prepare_microscope(config: ExperimentConfig, layout: RunLayout, progress: bool = True) -> None:
@@ -168,8 +184,9 @@ def prepare_style(config: ExperimentConfig, layout: RunLayout, fraction: float, 
     seed = config.real.split_seed
     model = layout.style_model(fraction)
     if not is_done(model):
-        pairs = real_subset(layout, fraction, seed)
-        console.print(f"training pix2pix on {len(pairs)} real pair(s) (fraction {format_fraction(fraction)})")
+        pairs = real_subset(layout, fraction, seed, config.real.patches, config.real.patch)
+        console.print(f"training pix2pix on {len(pairs)} real {'patches' if config.real.patches else 'pair(s)'} "
+                      f"(fraction {format_fraction(fraction)})")
         t0 = time.perf_counter()
         train_style(layout.real_train, style_config(config), model, seed=seed, device=config.device,
                     resume=(model / "checkpoint.pt").is_file(), progress=progress, pairs=pairs)
@@ -183,22 +200,28 @@ def prepare_style(config: ExperimentConfig, layout: RunLayout, fraction: float, 
                           f"style_apply_n_f{format_fraction(fraction)}": len(written)})
 
 
+def supplement_sources(layout: RunLayout) -> dict[str, Path]:
+    """{kind: pair folder} of the supplement's train/test splits: ``simulated`` (the paper's: grain-ID
+    sections) and ``synthetic`` (an extra: pix2pix of F = 1)."""
+    return {"simulated": layout.simulated_ids, "synthetic": layout.synthetic(FULL)}
+
+
 def prepare_supplement(config: ExperimentConfig, layout: RunLayout) -> None:
-    """Split the synthetic (fraction 1) sections train : test = ``supplement_ratio`` : 1."""
+    """Split each supplement source (:func:`supplement_sources`) train : test = ``supplement_ratio`` : 1."""
     from grainforge.data.split import train_test_split
 
-    folder = layout.supplement
-    if is_done(folder):
-        return
-    start_fresh(folder)
-    source = layout.synthetic(FULL)
-    names = [path.stem for path in list_images(source / "labels")]
-    train, test = train_test_split(names, 1.0 / (1.0 + config.supplement_ratio), config.real.split_seed)
-    for split, chosen in ((layout.supplement_train, train), (layout.supplement_test, test)):
-        for name in chosen:
-            for kind in ("images", "labels"):
-                _copy(source / kind / f"{name}.png", split / kind / f"{name}.png")
-    mark_done(folder, n_train=len(train), n_test=len(test))
+    for kind, source in supplement_sources(layout).items():
+        folder = layout.supplement(kind)
+        if is_done(folder):
+            continue
+        start_fresh(folder)
+        names = [path.stem for path in list_images(source / "labels")]
+        train, test = train_test_split(names, 1.0 / (1.0 + config.supplement_ratio), config.real.split_seed)
+        for split, chosen in (("train", train), ("test", test)):
+            for name in chosen:
+                for sub in ("images", "labels"):
+                    _copy(source / sub / f"{name}.png", folder / split / sub / f"{name}.png")
+        mark_done(folder, n_train=len(train), n_test=len(test))
 
 
 def style_fractions(config: ExperimentConfig) -> list[float]:
@@ -215,6 +238,8 @@ def prepare_artefacts(config: ExperimentConfig, layout: RunLayout, progress: boo
     """Build (or reuse) every artefact the config's tables need, in dependency order."""
     prepare_real(config, layout, progress)
     prepare_sections(config, layout, progress)
+    if "table3" in config.tables or "supplement" in config.tables:
+        prepare_simulated_ids(layout, progress)
     if "table3" in config.tables:
         prepare_plain(layout, progress)
     if "beyond" in config.tables:

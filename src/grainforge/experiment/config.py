@@ -43,6 +43,8 @@ class RealDataConfig:
     demo_images: int = 16            # builtin-demo: number of generated micrographs
     demo_size: int = 256             # builtin-demo: image side in pixels
     demo_preset: str = "hard"        # builtin-demo: microscope style preset, hard | easy | random (grainforge.microscope.STYLE_PRESETS)
+    patches: int | None = None       # fixed training patch set (paper: 2800), fractions are shares of it; None = crops anywhere
+    patch: int = 400                 # side of those patches in px (paper: 400)
 
     def validate(self) -> None:
         if not 0.0 < self.test_fraction < 1.0:
@@ -51,6 +53,9 @@ class RealDataConfig:
             raise UserError(f"real.boundary_value: {self.boundary_value!r} must be auto, 0 or 255")
         if self.test_tile is not None and self.test_tile < 16:
             raise UserError(f"real.test_tile: {self.test_tile} must be >= 16 pixels (or null for whole images)")
+        if self.patches is not None and (self.patches < 1 or self.patch < 16):
+            raise UserError(f"real.patches / patch: {self.patches} patches of {self.patch} px; need >= 1 patch of >= 16 px "
+                            "(or patches: null for random crops anywhere)")
         if self.demo_images < 4 or self.demo_size < 64:
             raise UserError("real.demo_images / demo_size: need at least 4 images of at least 64 pixels")
         from grainforge.microscope import STYLE_PRESETS
@@ -72,6 +77,7 @@ class SimulationConfig:
     axes: str = "xyz"                # section normals
     stride: int = 4                  # every stride-th section along each axis
     match_mean_area: bool = True     # zoom sections to the real labels' mean grain area
+    zoom: float | None = None        # fixed zoom instead (match_mean_area false): the section count is then known in advance
     crop: int | None = None          # crop sections to this side after zooming (None = whole)
     match_boundary_width: bool = True  # draw section labels as wide as the real training labels' lines
 
@@ -82,6 +88,8 @@ class SimulationConfig:
             raise UserError("simulation.mcs and simulation.stride must be >= 1")
         if not self.axes or set(self.axes) - set("xyz"):
             raise UserError(f"simulation.axes: {self.axes!r} must be letters of 'xyz'")
+        if self.zoom is not None and (self.match_mean_area or not self.zoom > 0):
+            raise UserError(f"simulation.zoom: {self.zoom} needs match_mean_area: false and must be > 0")
 
 
 @dataclass(frozen=True)
@@ -153,6 +161,8 @@ def stage_config(stage: StageConfig, presets: dict, where: str):
     values = dict(stage.overrides)
     if stage.iters is not None:
         values["iters"] = stage.iters
+        if getattr(presets[stage.preset], "epochs", None) is not None:
+            values.setdefault("epochs", None)  # an explicit iteration count replaces an epoch-based schedule
     return config_from_dict(type(presets[stage.preset]), values, f"{where}.overrides", base=presets[stage.preset])
 
 

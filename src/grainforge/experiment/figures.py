@@ -76,14 +76,16 @@ def _grid(columns: dict[str, list[np.ndarray]], path: Path) -> None:
 
 
 def plot_fig3(layout: RunLayout, fractions: Sequence[float], path: Path, n: int = 3) -> bool:
-    """Paper Fig. 3: real image | simulated (plain) | label | synthetic (pix2pix of the largest fraction)
-    | microscope render, where those artefacts exist."""
+    """Paper Fig. 3: real image | simulated (grain IDs) | simulated (plain) | label | synthetic (pix2pix of
+    the largest fraction) | microscope render, where those artefacts exist."""
     synthetic = next((layout.synthetic(f) for f in sorted(fractions, reverse=True) if layout.synthetic(f).is_dir()), None)
     real = _first_images(layout.real_train / "images", n)
     if synthetic is None or not real:
         return False
     stems = [p.stem for p in _first_images(synthetic / "labels", n)]
     columns = {"real": [read_grey(p) for p in real]}
+    if layout.simulated_ids.is_dir():
+        columns["simulated (grain IDs)"] = [read_grey(layout.simulated_ids / "images" / f"{s}.png") for s in stems]
     if layout.plain.is_dir():
         columns["simulated (plain)"] = [read_grey(layout.plain / "images" / f"{s}.png") for s in stems]
     columns["label"] = [read_grey(synthetic / "labels" / f"{s}.png") for s in stems]

@@ -7,10 +7,11 @@ rebuilt, except the simulation, which resumes from its checkpoint):
     real/{train,test}/{images,labels}/   the real pairs, split (and test tiles) as the config says
     simulation/                          the Potts run (volume.npz, log.csv, checkpoint.npz, run.json)
     sections/                            its sections: labels/, ids/, manifest.csv
+    simulated-ids/{images,labels}/       sections as grain-ID images, pixel value = grain id (0 = boundary) / N
     plain/{images,labels}/               sections drawn as dark 1-px lines on a bright background
     microscope/{images,labels}/          sections rendered by the virtual microscope, random parameters
     style/f<F>/model/, style/f<F>/synthetic/{images,labels}/   pix2pix trained on F of the real data, applied
-    supplement/{train,test}/{images,labels}/   synthetic (F = 1) sections split train : test
+    supplement/<kind>/{train,test}/{images,labels}/   simulated (grain-ID) or synthetic (F = 1) sections split train : test
     rows/<setting>_f<F>_s<seed>/         one U-Net row: model/, pred/, per_image.csv, metrics.json
     artefacts.json                       timings and sizes (Table 1)
     results.csv, report.md, figures/     the result rows and the report
@@ -61,6 +62,10 @@ class RunLayout:
         return self.root / "sections"
 
     @property
+    def simulated_ids(self) -> Path:
+        return self.root / "simulated-ids"
+
+    @property
     def plain(self) -> Path:
         return self.root / "plain"
 
@@ -74,17 +79,10 @@ class RunLayout:
     def synthetic(self, fraction: float) -> Path:
         return self.root / "style" / f"f{format_fraction(fraction)}" / "synthetic"
 
-    @property
-    def supplement(self) -> Path:
-        return self.root / "supplement"
-
-    @property
-    def supplement_train(self) -> Path:
-        return self.supplement / "train"
-
-    @property
-    def supplement_test(self) -> Path:
-        return self.supplement / "test"
+    def supplement(self, kind: str) -> Path:
+        """The supplement's split of ``kind`` images (``simulated``: the grain-ID sections, the paper's;
+        ``synthetic``: pix2pix of F = 1), with ``train/`` and ``test/``."""
+        return self.root / "supplement" / kind
 
     def row(self, setting: str, fraction: float, seed: int) -> Path:
         """Folder of one U-Net row (shared by the tables with the same setting, fraction and seed)."""
@@ -134,11 +132,23 @@ def mark_done(folder: Path, **info) -> None:
     write_json(folder / "done.json", info)
 
 
-def real_subset(layout: RunLayout, fraction: float, split_seed: int) -> list:
-    """The real training pairs of ``fraction`` (nested for a fixed split seed: 5 % inside 10 % ...)."""
+def real_subset(layout: RunLayout, fraction: float, split_seed: int, patches: int | None = None,
+                patch: int = 400) -> list:
+    """The real training pairs of ``fraction`` (nested for a fixed split seed: 5 % inside 10 % ...).
+
+    With ``patches`` (the paper: 2800), the fraction's images cut into their share of one fixed set of
+    ``patches`` patches of ``patch`` px spread evenly over all training images
+    (:func:`grainforge.data.torchdata.fixed_patch_set`), so a fraction is a share of that set.
+    """
     from grainforge.data.pairs import load_pairs
     from grainforge.data.split import nested_fraction
 
     pairs = load_pairs(layout.real_train)
-    chosen = set(nested_fraction([p.name for p in pairs], fraction, split_seed))
-    return [p for p in pairs if p.name in chosen]
+    names = [p.name for p in pairs]
+    chosen = set(nested_fraction(names, fraction, split_seed))
+    subset = [p for p in pairs if p.name in chosen]
+    if patches is None:
+        return subset
+    from grainforge.data.torchdata import fixed_patch_set
+
+    return fixed_patch_set(subset, names, patch, patches, split_seed)

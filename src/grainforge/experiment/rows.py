@@ -1,8 +1,9 @@
 """The real row function: train one U-Net (or, for the ``forest`` setting, the random-forest
-baseline) for a (setting, real fraction, seed), predict the test
-set, score it. Results are cached in ``RUN_DIR/rows/<setting>_f<F>_s<seed>/`` (``RunLayout.row``)
-so that a row shared by two tables (Table 3's "real 100 %" is Table 4's f = 1 real-only row)
-trains once."""
+baseline) for a (setting, real fraction, seed), predict the test set, score it twice: ``map``/``ari``
+on grainforge's closed boundaries (``segment predict``), ``map_raw``/``ari_raw`` on the boundaries as
+the network draws them, the paper's scoring (:func:`grainforge.segment.postprocess.raw_boundaries`).
+Results are cached in ``RUN_DIR/rows/<setting>_f<F>_s<seed>/`` (``RunLayout.row``) so that a row
+shared by two tables (Table 3's "real 100 %" is Table 4's f = 1 real-only row) trains once."""
 
 from __future__ import annotations
 
@@ -15,8 +16,10 @@ from grainforge.experiment.config import ExperimentConfig, segment_config
 from grainforge.experiment.layout import FULL, RunLayout, real_subset, start_fresh
 from grainforge.experiment.runner import RowSpec
 
-#: Metrics averaged over test images into a result row.
+#: Metrics averaged over test images into a result row (closed boundaries).
 ROW_METRICS = ("map", "ari", "vi_split", "vi_merge", "boundary_f1")
+#: The paper's scoring, averaged likewise: metric of the raw boundaries -> result column.
+RAW_METRICS = {"map": "map_raw", "ari": "ari_raw"}
 
 
 def training_sources(layout: RunLayout, config: ExperimentConfig, spec: RowSpec) -> tuple[Path, list | None, list[Path], Path]:
@@ -26,21 +29,39 @@ def training_sources(layout: RunLayout, config: ExperimentConfig, spec: RowSpec)
     subset the pix2pix of that fraction was trained on.
     """
     f = spec.real_fraction
-    split_seed = config.real.split_seed
-    if spec.setting == "simulated-plain":
-        return layout.plain, None, [], layout.real_test
-    if spec.setting == "synthetic-split":
-        return layout.supplement_train, None, [], layout.supplement_test
+    if spec.setting in ("simulated-ids", "simulated-plain"):
+        return {"simulated-ids": layout.simulated_ids, "simulated-plain": layout.plain}[spec.setting], None, [], \
+            layout.real_test
+    if spec.setting in ("simulated-split", "synthetic-split"):
+        folder = layout.supplement(spec.setting.removesuffix("-split"))
+        return folder / "train", None, [], folder / "test"
     extras = {
         "real": [],
         "forest": [],
+        "real+simulated-ids": [layout.simulated_ids],
         "real+simulated-plain": [layout.plain],
         "real+synthetic": [layout.synthetic(f)],
         "real+microscope": [layout.microscope],
         "real+synthetic+microscope": [layout.synthetic(f), layout.microscope],
     }[spec.setting]
-    fraction = FULL if spec.setting == "real+simulated-plain" else f
-    return layout.real_train, real_subset(layout, fraction, split_seed), extras, layout.real_test
+    fraction = FULL if spec.setting.startswith("real+simulated") else f
+    pairs = real_subset(layout, fraction, config.real.split_seed, config.real.patches, config.real.patch)
+    return layout.real_train, pairs, extras, layout.real_test
+
+
+def raw_scores(pred: Path, test: Path, threshold: float) -> list[dict]:
+    """Per-image metrics of the boundaries as the network draws them (the paper's scoring): the
+    probability maps in ``pred/probabilities/`` thresholded at ``threshold``, thinned to 1 px, grains
+    = 4-connected regions; no closing or merging. ``test``: the pair folder with the true labels."""
+    from grainforge.data.io import read_image
+    from grainforge.data.pairs import read_boundary
+    from grainforge.metrics import evaluate_arrays
+    from grainforge.segment.postprocess import raw_boundaries
+
+    labels = list_images(test / "labels")
+    pairs = ((read_boundary(path, 255), raw_boundaries(read_image(pred / "probabilities" / f"{path.stem}.png") / 255.0,
+                                                        threshold)) for path in labels)
+    return evaluate_arrays(pairs, workers=1)
 
 
 def compute_row(run_dir: str | Path, config: ExperimentConfig, spec: RowSpec) -> dict:
@@ -66,8 +87,12 @@ def compute_row(run_dir: str | Path, config: ExperimentConfig, spec: RowSpec) ->
                                 progress=False, real_pairs=real_pairs)
     predict(model, list_images(test / "images"), folder / "pred", device=config.device, progress=False)
     per_image = evaluate_folders(folder / "pred" / "boundaries", test / "labels", workers=1)
+    threshold = FOREST_PRESETS["default"].threshold if spec.setting == "forest" else seg.threshold
+    raw = raw_scores(folder / "pred", test, threshold)
+    for row, raw_row in zip(per_image, raw, strict=True):
+        row.update({column: raw_row[name] for name, column in RAW_METRICS.items()})
     write_csv(folder / "per_image.csv", per_image)
-    metrics = {name: sum(row[name] for row in per_image) / len(per_image) for name in ROW_METRICS}
+    metrics = {name: sum(row[name] for row in per_image) / len(per_image) for name in (*ROW_METRICS, *RAW_METRICS.values())}
     metrics.update(iterations=0 if spec.setting == "forest" else seg.iters,
                    wall_time_s=round(time.perf_counter() - t0, 2), n_test_images=len(per_image))
     write_json(cached, metrics)

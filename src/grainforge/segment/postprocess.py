@@ -101,6 +101,14 @@ def threshold_boundaries(probability: np.ndarray, threshold: float = 0.5) -> np.
     return np.asarray(probability) > threshold
 
 
+def raw_boundaries(probability: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    """Boundaries as the network draws them (the paper's scoring): probability > threshold, thinned to
+    1 px (:func:`grainforge.data.pairs.thin_lines`); no closing, no merging, gaps stay open. bool (H, W)."""
+    from grainforge.data.pairs import thin_lines
+
+    return thin_lines(threshold_boundaries(probability, threshold))
+
+
 def postprocess(probability: np.ndarray, config, threshold_only: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(boundary bool H x W, grain labels int32 H x W: 0 = boundary, 1..n) with the settings of a
     :class:`grainforge.segment.config.PostprocessConfig` (a U-Net's SegmentConfig or a ForestConfig)."""

@@ -4,8 +4,12 @@ A label larger than the training crop is cut into crop-sized tiles that overlap 
 ``config.apply_overlap`` x crop; the generated tiles are blended with a linear-ramp
 (trapezoid) window, so no seams show (:func:`grainforge.tiling.sliding_window`, ``"spread"``
 layout). A label smaller than the crop is mirror-padded to it at the bottom/right (the crop is
-2**depth, so every tile has a size the U-Net accepts). Batch norm uses its running
-statistics; dropout stays on by default, as in pix2pix, where it is the generator's only noise
+2**depth, so every tile has a size the U-Net accepts). Batch norm follows the config's
+``inference_batchnorm``: ``running`` (cpu-small) uses the running statistics; ``batch`` (the
+``paper`` preset) is the reference implementation's inference mode (its test.py without
+``--eval`` keeps the generator in train mode): every tile is normalised with its own statistics,
+one tile per forward pass as the reference's batch of 1, and the running statistics are left
+untouched. Dropout stays on by default, as in pix2pix, where it is the generator's only noise
 source (``dropout=False`` gives the deterministic, smoother output). Each image's dropout noise
 is seeded from ``seed`` and the file stem, so an image does not depend on the other files.
 """
@@ -67,7 +71,8 @@ def paint(generator: UnetGenerator, boundary: np.ndarray, config: StyleConfig, *
           dropout: bool = True, seed: int = 0) -> np.ndarray:
     """Synthetic micrograph (float32 H x W in [0, 1]) for a bool boundary map (H x W) of any size.
 
-    Tiles of ``config.crop`` px, ``config.apply_batch`` per forward pass; the global torch RNG
+    Tiles of ``config.crop`` px, ``config.apply_batch`` per forward pass (one with
+    ``config.inference_batchnorm == "batch"``, see the module docstring); the global torch RNG
     is left untouched (the dropout noise comes from a forked RNG seeded with ``seed``).
     """
 
@@ -77,15 +82,22 @@ def paint(generator: UnetGenerator, boundary: np.ndarray, config: StyleConfig, *
     was_training = generator.training
     generator.eval()
     set_dropout(generator, dropout)
+    batch_statistics = config.inference_batchnorm == "batch"
+    norms = [m for m in generator.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for norm in norms if batch_statistics else []:
+        norm.train(True)
+        norm.track_running_stats = False  # normalise with the batch's statistics, do not update the running ones
     cuda_devices = [device.index if device.index is not None else torch.cuda.current_device()] \
         if device.type == "cuda" else []
     try:
         with torch.random.fork_rng(devices=cuda_devices):
             torch.manual_seed(seed)
             return sliding_window(predict, np.asarray(boundary, dtype=bool), config.crop, config.apply_overlap,
-                                  batch=config.apply_batch, window="ramp", pad_mode="symmetric", layout="spread",
-                                  device=device)
+                                  batch=1 if batch_statistics else config.apply_batch, window="ramp",
+                                  pad_mode="symmetric", layout="spread", device=device)
     finally:
+        for norm in norms:
+            norm.track_running_stats = True
         generator.train(was_training)
 
 

@@ -178,7 +178,8 @@ def train_style(pairs_dir: str | os.PathLike | None, config: StyleConfig, out: s
         Model folder to write: ``generator.pt`` (what :func:`apply_style` loads), ``checkpoint.pt``,
         ``config.yaml``, ``losses.csv``, ``samples/iter_NNNNNN.png`` and ``run.json``.
     iters : int, optional
-        Training iterations (batches); overrides ``config.iters``.
+        Training iterations (batches); overrides ``config.iters`` and ``config.epochs``. With
+        ``config.epochs`` and no ``iters``, iterations = epochs x ceil(pairs / batch_size).
     seed : int, optional
         Seed of the initial weights, the crops and the dropout.
     device : str, optional
@@ -248,6 +249,7 @@ def train_style(pairs_dir: str | os.PathLike | None, config: StyleConfig, out: s
         pairs = load_pairs(pairs_dir)
     if not pairs:
         raise UserError(f"{pairs_dir}: no (image, label) pairs to train on")
+    config = config.for_items(len(pairs))
     label_width = mean_line_width(pair.boundary for pair in pairs)  # what apply_style's labels must match
     label_share = float(np.mean([pair.boundary.mean() for pair in pairs]))  # their polarity: a minority of boundary
     held_out = load_pairs(val) if isinstance(val, (str, os.PathLike)) else val
