@@ -323,8 +323,9 @@ def test_cli_writes_per_image_csv_and_summary(label_folders, tmp_path):
     assert "map" in result.stdout and "mean" in result.stdout
     with open(out, newline="") as fh:
         rows = list(csv.DictReader(fh))
-    assert list(rows[0]) == ["image", "map", "ari", "vi_split", "vi_merge", "boundary_precision",
-                             "boundary_recall", "boundary_f1", "n_true", "n_pred"]
+    assert list(rows[0])[:10] == ["image", "map", "ari", "vi_split", "vi_merge", "boundary_precision",
+                                  "boundary_recall", "boundary_f1", "n_true", "n_pred"]
+    assert {"delta_G_intercept", "delta_G_planimetric", "mean_intercept_rel_error"} <= set(rows[0])  # docs/design.md §3.5
     assert [r["image"] for r in rows] == ["a", "b"] and float(rows[0]["map"]) == 1.0
 
 
