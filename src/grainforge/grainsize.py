@@ -10,8 +10,9 @@ Lengths are in pixels unless a pixel size ``um_per_px`` (micrometres per pixel) 
   sampled every ``SAMPLE_STEP_PX``; an intersection is a change of grain along the line (a run of
   boundary pixels between two different grains). It counts 1, or 1.5 where the boundary pixels of
   the crossing see three or more grains in their 3 x 3 neighbourhoods (a triple point). A line that
-  touches a boundary and returns into the same grain is not counted (on a pixel grid that is a
-  line grazing a 1-pixel boundary, not a crossing). For lines ending inside grains, E112 scores
+  touches a boundary and returns into the same grain is not counted: on a pixel grid that is
+  mostly a line clipping the corner of a 1-pixel staircase (about one boundary run in six on a
+  Voronoi map), and an unclosed boundary separates no grains (docs/design.md §3.1). For lines ending inside grains, E112 scores
   the end segments 1/2 each, so the intercept count equals the intersection count P and the mean
   intercept is ℓ̄ = L / P. Per direction ℓ(θ) = L(θ) / P(θ); the field's ℓ̄ = 1 / mean_θ P_L(θ)
   (directions weighted alike); G = -6.643856 log10(ℓ̄ [mm]) - 3.288; the anisotropy index is
