@@ -250,12 +250,11 @@ def count_intersections(labels: np.ndarray, curve: ProbeCurve) -> Intersections:
     if curve.closed:
         starts, ends = np.append(starts, grain_at[-1]), np.append(ends, grain_at[0] + along.size)
     change = along[starts] != along[ends % along.size]
-    padded = np.pad(labels, 1)
     for start, end in zip(starts[change], ends[change]):
         between = np.arange(start + 1, end) % along.size
         seen = {int(along[start]), int(along[end % along.size])}
         for r, c in set(zip(rows[between].tolist(), cols[between].tolist())):
-            seen.update(np.unique(padded[r:r + 3, c:c + 3]).tolist())
+            seen.update(labels[max(r - 1, 0):r + 2, max(c - 1, 0):c + 2].ravel().tolist())
         seen.discard(0)
         triple = len(seen) >= 3
         middle = (curve.points[start] + curve.points[end % along.size]) / 2.0 if not curve.closed or end < along.size \
