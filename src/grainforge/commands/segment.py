@@ -77,8 +77,10 @@ def predict(
 
     from grainforge.segment.predict import predict as predict_images
 
+    from grainforge.data.io import check_pixel_size
     from grainforge.grainsize import astm_g_from_grains_per_mm2
 
+    um_per_px = check_pixel_size(um_per_px)  # names --um-per-px in the error
     rows = predict_images(model_dir, inputs, out, um_per_px=um_per_px, device=device, threshold_only=threshold_only)
     n_grains = sum(row["n_grains"] for row in rows)
     extra = ""

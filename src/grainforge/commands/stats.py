@@ -22,8 +22,11 @@ def stats(
     """Grain areas, diameters and edge counts of label folders; growth exponent of a simulation log."""
     from rich.console import Console
 
+    from grainforge.data.io import check_pixel_size
     from grainforge.errors import UserError
     from grainforge.grainstats import stats_run
+
+    um_per_px = check_pixel_size(um_per_px)  # names --um-per-px in the error
 
     if labels_dir is None and log is None:
         raise UserError("stats: give a LABELS_DIR, or --log RUN_DIR/log.csv; see grainforge stats --help")
