@@ -224,3 +224,24 @@ def test_evaluate_cli_reports_delta_g_next_to_map(tmp_path: Path):
     assert float(row["delta_G_planimetric"]) == pytest.approx(-2.0, abs=1e-3)  # 64 -> 16 grains
     assert float(row["G_intercept_true"]) == pytest.approx(expected["G_intercept_true"])
     assert f"ΔG intercept {expected['delta_G_intercept']:+.2f}" in result.stdout
+
+
+def test_folder_errors_read_a_thick_truth_as_the_metrics_do(tmp_path: Path):
+    from scipy.ndimage import binary_dilation
+
+    from grainforge.grainsize import folder_grain_size_errors
+    from grainforge.metrics import scoring_truth
+
+    thin = offset_grid(16, 128) == 0
+    thick = binary_dilation(thin, iterations=1)  # 3-px hand-traced lines
+    # thinning keeps the line ends on the image edge: no gap there merges two edge grains (81 grains, not 50)
+    np.testing.assert_array_equal(scoring_truth(thick), thin)
+    write_boundary_png(tmp_path / "true" / "a.png", thick)
+    write_boundary_png(tmp_path / "pred" / "a.png", thin)
+    scored = folder_grain_size_errors(tmp_path / "pred", tmp_path / "true")[0]
+    assert scored["image"] == "a" and scored["delta_G_intercept"] == 0.0 and scored["delta_G_planimetric"] == 0.0
+    assert scored["n_grains_weighted_true"] == 64.0
+    as_traced = folder_grain_size_errors(tmp_path / "pred", tmp_path / "true", truth_lines="as-is")[0]
+    assert as_traced["delta_G_planimetric"] == 0.0  # the same grains, each 2 px narrower
+    # test lines that run inside a 3-px band cross nothing, so the traced truth's intercept is longer
+    assert as_traced["mean_intercept_true_px"] > scored["mean_intercept_true_px"]

@@ -413,8 +413,7 @@ def scoring_truth(true_boundary: np.ndarray, truth_lines: str = "auto") -> np.nd
         The thinned map, or ``true_boundary`` itself when it is 1 px wide, has no boundary or no grain
         pixel, or ``truth_lines`` is "as-is".
     """
-    from skimage.morphology import thin
-
+    from grainforge.data.pairs import thin_lines
     from grainforge.labelwidth import ONE_PIXEL_WIDTH_PX, WIDTH_TOLERANCE_PX, line_width
 
     if truth_lines not in TRUTH_LINES:
@@ -423,7 +422,7 @@ def scoring_truth(true_boundary: np.ndarray, truth_lines: str = "auto") -> np.nd
         return true_boundary
     if line_width(true_boundary) <= ONE_PIXEL_WIDTH_PX + WIDTH_TOLERANCE_PX:
         return true_boundary
-    return thin(true_boundary)
+    return thin_lines(true_boundary)  # lines kept on the image edge: a gap there would merge two grains
 
 
 def evaluate_boundaries(true_boundary: np.ndarray, pred_boundary: np.ndarray, ari_mode: str = "paper",

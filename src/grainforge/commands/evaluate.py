@@ -38,7 +38,7 @@ def evaluate(
                             ari_mode=ari, workers=workers or None, truth_lines=truth_lines,
                             progress=sys.stderr.isatty())  # a non-terminal would keep the bar's last line
     um_per_px = check_pixel_size(um_per_px)
-    size_rows = _grain_size_errors(pred_dir, true_dir, boundary_value, um_per_px)
+    size_rows = _grain_size_errors(pred_dir, true_dir, boundary_value, um_per_px, truth_lines)
     by_image = {size_row["image"]: size_row for size_row in size_rows}
     for row in rows:
         row.update(by_image[row["image"]])
@@ -57,12 +57,13 @@ def evaluate(
     _print_grain_size_error(console, size_rows)
 
 
-def _grain_size_errors(pred_dir: Path, true_dir: Path, boundary_value: str, um_per_px: float | None) -> list[dict]:
-    """Per-image grain-size error rows (docs/design.md §3.5), in the stem order of the metric rows."""
+def _grain_size_errors(pred_dir: Path, true_dir: Path, boundary_value: str, um_per_px: float | None,
+                       truth_lines: str) -> list[dict]:
+    """Per-image grain-size error rows (docs/design.md §3.5), the truth read as the metrics read it."""
     from grainforge.grainsize import folder_grain_size_errors
 
     return folder_grain_size_errors(pred_dir, true_dir, boundary_value if boundary_value == "auto" else int(boundary_value),
-                                    um_per_px)
+                                    um_per_px, truth_lines)
 
 
 def _print_grain_size_error(console, size_rows: list[dict]) -> None:

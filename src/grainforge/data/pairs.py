@@ -91,12 +91,17 @@ def label_to_boundary(label: np.ndarray, where: str, boundary_value="auto", thre
                         f"check the file, boundary_value ({boundary_value}) and threshold")
     if boundary.all():
         raise UserError(f"{where}: label has no grain pixels (all boundary); check boundary_value ({boundary_value})")
-    if thin:
-        from skimage.morphology import thin as skeleton_thin
+    return thin_lines(boundary) if thin else boundary
 
-        pad = 16  # extend lines past the image edge first, so that thinning does not shorten them there
-        boundary = skeleton_thin(np.pad(boundary, pad, mode="edge"))[pad:-pad, pad:-pad]
-    return boundary
+
+def thin_lines(boundary: np.ndarray) -> np.ndarray:
+    """Thin a bool boundary map (H, W) to 1-pixel lines (``skimage.morphology.thin``). The lines are
+    first extended past the image edge, so that thinning does not pull their ends off the border (which
+    would open a gap there and merge the grains on either side)."""
+    from skimage.morphology import thin as skeleton_thin
+
+    pad = 16
+    return skeleton_thin(np.pad(boundary, pad, mode="edge"))[pad:-pad, pad:-pad]
 
 
 def read_boundary(path: str | os.PathLike, boundary_value="auto", threshold: float | None = 127, thin: bool = False) -> np.ndarray:
