@@ -245,3 +245,10 @@ def test_folder_errors_read_a_thick_truth_as_the_metrics_do(tmp_path: Path):
     assert as_traced["delta_G_planimetric"] == 0.0  # the same grains, each 2 px narrower
     # test lines that run inside a 3-px band cross nothing, so the traced truth's intercept is longer
     assert as_traced["mean_intercept_true_px"] > scored["mean_intercept_true_px"]
+    # grainforge grainsize reads hand-traced labels the same way (--lines auto)
+    from grainforge.grainsize import grainsize_run
+
+    with pytest.warns(UserWarning, match="fields < 5"):
+        traced = grainsize_run(tmp_path / "true", tmp_path / "size", angles_deg=(0, 90))["fields"][0]
+        drawn = grainsize_run(tmp_path / "true", tmp_path / "size-as-is", angles_deg=(0, 90), lines="as-is")["fields"][0]
+    assert traced["mean_intercept_px"] == 16.0 and drawn["mean_intercept_px"] > 16.0  # 16 px: the period

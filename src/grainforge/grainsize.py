@@ -597,7 +597,7 @@ def prediction_pixel_size(path: Path, pred_dir: Path, um_per_px: float | None) -
 
 def grainsize_run(pred_dir: str | os.PathLike, out: str | os.PathLike, um_per_px: float | None = None,
                   angles_deg: Sequence[float] = DEFAULT_ANGLES_DEG, line_spacing_px: float | None = None,
-                  boundary_value: str | int = "auto") -> dict:
+                  boundary_value: str | int = "auto", lines: str = "auto") -> dict:
     """Run the ``grainforge grainsize`` job: E112 intercept and planimetric grain size of every boundary map.
 
     Parameters
@@ -617,6 +617,9 @@ def grainsize_run(pred_dir: str | os.PathLike, out: str | os.PathLike, um_per_px
         Distance between test lines (pixels); default each image's shorter side / 10.
     boundary_value : {"auto", 0, 255}, optional
         Pixel value of boundaries in the maps.
+    lines : {"auto", "as-is"}, optional
+        "auto" thins maps drawn wider than 1 px (hand-traced labels) to their centre line, as
+        ``evaluate`` reads a truth (:func:`grainforge.metrics.scoring_truth`); "as-is" never thins.
 
     Returns
     -------
@@ -625,8 +628,11 @@ def grainsize_run(pred_dir: str | os.PathLike, out: str | os.PathLike, um_per_px
     """
     from grainforge.data.io import check_pixel_size, ensure_writable_dir, list_images, write_csv, write_png
     from grainforge.grainstats import label_grains_min_area
-    from grainforge.metrics import _image_folder, _read_prediction
+    from grainforge.metrics import TRUTH_LINES, _image_folder, _read_prediction, scoring_truth
     from grainforge.runinfo import RunRecord
+
+    if lines not in TRUTH_LINES:
+        raise UserError(f"lines: unknown value {lines!r}; use one of {', '.join(TRUTH_LINES)}")
 
     um_per_px = check_pixel_size(um_per_px)
     folder = _image_folder(Path(pred_dir))
@@ -634,7 +640,7 @@ def grainsize_run(pred_dir: str | os.PathLike, out: str | os.PathLike, um_per_px
     out = ensure_writable_dir(out)
     record = RunRecord(out, command="grainsize", seed=None, config={
         "pred_dir": str(pred_dir), "um_per_px": um_per_px, "angles_deg": [float(a) for a in angles_deg],
-        "line_spacing_px": line_spacing_px, "boundary_value": str(boundary_value)})
+        "line_spacing_px": line_spacing_px, "boundary_value": str(boundary_value), "lines": lines})
     results, rows, sizes = [], [], {}
     with record.phase("measure"):
         for path in files:
@@ -644,7 +650,7 @@ def grainsize_run(pred_dir: str | os.PathLike, out: str | os.PathLike, um_per_px
             missing = next(path for path, size in sizes.items() if size is None)
             raise UserError(f"{missing}: no pixel size, while {known[0]} has one; pass --um-per-px")
         for path in files:
-            labels = label_grains_min_area(_read_prediction(path, boundary_value))
+            labels = label_grains_min_area(scoring_truth(_read_prediction(path, boundary_value), lines))
             result = field_grain_size(labels, sizes[path], angles_deg, line_spacing_px)
             results.append(result)
             rows.append(field_row(path.stem, result))

@@ -16,6 +16,8 @@ def grainsize(
     line_spacing: float | None = typer.Option(None, "--line-spacing", help="Distance between test lines in pixels "
                                                                             "(default: the image's shorter side / 10)."),
     boundary_value: str = typer.Option("auto", "--boundary-value", help="Pixel value of boundaries: 0, 255 or auto."),
+    lines: str = typer.Option("auto", "--lines", help="auto: thin boundaries drawn wider than 1 px (hand-traced labels) "
+                                                      "to their centre line, as evaluate does; as-is: measure them as drawn."),
 ) -> None:
     """Mean lineal intercept (line grids and E112 three circles), G, grains per mm² and anisotropy, with 95 % CI."""
     from grainforge.errors import UserError
@@ -31,7 +33,7 @@ def grainsize(
     from grainforge.grainsize import grainsize_run
 
     result = grainsize_run(pred_dir, out, um_per_px=um_per_px, angles_deg=angles_deg, line_spacing_px=line_spacing,
-                           boundary_value=boundary_value if boundary_value == "auto" else int(boundary_value))
+                           boundary_value=boundary_value if boundary_value == "auto" else int(boundary_value), lines=lines)
     console = Console()
     for row in result["sample"]:
         g = f", G {row['G_of_mean']:.2f}" if row["G_of_mean"] != "" else ""
