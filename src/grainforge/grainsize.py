@@ -150,14 +150,13 @@ def planimetric_count(labels: np.ndarray) -> dict:
 class ProbeCurve:
     """A test line or circle.
 
-    Sample points (n, 2) as (row, col) in pixel-centre coordinates, its length in pixels, whether
-    it is closed (a circle) and its angle in degrees (lines).
+    Sample points (n, 2) as (row, col) in pixel-centre coordinates, its length in pixels and whether
+    it is closed (a circle).
     """
 
     points: np.ndarray
     length_px: float
     closed: bool = False
-    angle_deg: float | None = None
 
 
 @dataclass
@@ -209,7 +208,7 @@ def line_grid(shape: tuple[int, int], angle_deg: float, spacing_px: float) -> li
             continue
         n = int(math.ceil((t_max - t_min) / SAMPLE_STEP_PX)) + 1
         t = np.linspace(t_min, t_max, n)
-        curves.append(ProbeCurve(base + t[:, None] * direction, float(t_max - t_min), False, float(angle_deg)))
+        curves.append(ProbeCurve(base + t[:, None] * direction, float(t_max - t_min)))
     return curves
 
 
