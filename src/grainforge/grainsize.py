@@ -397,7 +397,7 @@ def length_unit(um_per_px: float | None) -> str:
 
 
 def field_row(image: str, result: FieldGrainSize) -> dict:
-    """One row of ``fields.csv`` (columns: :func:`field_columns`)."""
+    """Return one row of ``fields.csv``: counts, N_A and G (planimetric), ℓ̄ and G (lines, circles), ℓ(θ), anisotropy, warnings."""
     unit = length_unit(result.um_per_px)
     n_a = result.grains_per_mm2
     mm = 1e-3 if result.um_per_px else None
