@@ -325,8 +325,9 @@ def test_cli_writes_per_image_csv_and_summary(label_folders, tmp_path):
     assert "map" in result.stdout and "mean" in result.stdout
     with open(out, newline="") as fh:
         rows = list(csv.DictReader(fh))
-    assert list(rows[0]) == ["image", "map", "ari", "vi_split", "vi_merge", "boundary_precision",
-                             "boundary_recall", "boundary_f1", "n_true", "n_pred"]
+    assert list(rows[0])[:10] == ["image", "map", "ari", "vi_split", "vi_merge", "boundary_precision",
+                                  "boundary_recall", "boundary_f1", "n_true", "n_pred"]
+    assert {"delta_G_intercept", "delta_G_planimetric", "mean_intercept_rel_error"} <= set(rows[0])  # docs/design.md §3.6
     assert [r["image"] for r in rows] == ["a", "b"] and float(rows[0]["map"]) == 1.0
 
 
@@ -370,16 +371,15 @@ def test_cli_bad_inputs_exit_2(label_folders, tmp_path):
 
 
 def test_thick_truth_is_scored_at_its_centre_line():
-    from skimage.morphology import thin
-
+    from grainforge.data.pairs import thin_lines
     from grainforge.labelwidth import draw_at_width
 
     one_px = voronoi_boundary((96, 96), 12, np.random.default_rng(3))
     thick = draw_at_width(one_px, 4.0)
-    centre = thin(thick)
+    centre = thin_lines(thick)  # skeleton whose line ends stay on the image edge
     # scored as traced, the truth's own centre line is far from perfect (grains 2-3 px smaller each side) ...
     as_traced = evaluate_boundaries(thick, centre, truth_lines="as-is")
-    assert as_traced["map"] < 0.6 and as_traced["ari"] < 0.8
+    assert as_traced["map"] < 0.7 and as_traced["ari"] < 0.8
     # ... at one line width it is perfect, and "auto" sees the 4-px truth as thick
     assert evaluate_boundaries(thick, centre)["map"] == 1.0
     assert evaluate_boundaries(thick, centre)["ari"] == pytest.approx(1.0)

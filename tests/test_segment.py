@@ -3,7 +3,6 @@ batch composition, grain tables and the ASTM grain-size number."""
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import pytest
@@ -18,8 +17,8 @@ from grainforge.segment.inference import full_probability, tiled_probability
 from grainforge.tiling import aligned_layout, aligned_origins
 from grainforge.segment.network import UNet, load_model, save_model
 from grainforge.segment.postprocess import closed_boundaries, postprocess, threshold_boundaries, watershed_regions
-from grainforge.segment.predict import (astm_grain_size_number, gather_images, grain_rows, overlay,
-                                        planimetric_grains_per_mm2, summary_row)
+from grainforge.grainsize import astm_g_from_grains_per_mm2
+from grainforge.segment.predict import gather_images, grain_rows, overlay, summary_row
 from grainforge.segment.train import learning_rate_factor, segmentation_loss, source_counts
 
 RECEPTIVE_RADIUS_DEPTH2 = 24  # measured 22 px (gradient support) for UNet(depth=2), plus a margin
@@ -172,14 +171,6 @@ def test_config_validation_names_the_field():
         preset.validate()
 
 
-def test_astm_grain_size_number_matches_the_e112_table():
-    # ASTM E112 Table 4: G = 1 <-> 15.50 grains/mm^2; G = 8 <-> 1984 grains/mm^2
-    assert astm_grain_size_number(15.50) == pytest.approx(1.0, abs=0.01)
-    assert astm_grain_size_number(1984.0) == pytest.approx(8.0, abs=0.01)
-    assert math.isnan(astm_grain_size_number(0.0))
-    assert planimetric_grains_per_mm2(10, 4, 2.0) == 6.0
-
-
 def test_grain_rows_and_summary_on_a_known_map():
     ids = np.zeros((20, 30), dtype=int)
     ids[:, 10:] = 1
@@ -195,8 +186,10 @@ def test_grain_rows_and_summary_on_a_known_map():
     summary = summary_row("x", labels, rows, um_per_px=2.0)
     assert summary["n_grains"] == 3 and summary["n_interior_grains"] == 1 and summary["mean_area_px"] == 81
     area_mm2 = 20 * 30 * (2e-3) ** 2
-    assert summary["grains_per_mm2"] == pytest.approx((1 + 0.5 * 2) / area_mm2)
-    assert summary["astm_g"] == pytest.approx(astm_grain_size_number(summary["grains_per_mm2"]))
+    # E112: the inner grain counts 1; the two outer grains hold two corners each, 1/4 per corner
+    assert summary["n_grains_weighted"] == 2.0
+    assert summary["grains_per_mm2"] == pytest.approx(2.0 / area_mm2)
+    assert summary["astm_g"] == pytest.approx(astm_g_from_grains_per_mm2(summary["grains_per_mm2"]))
 
 
 def test_overlay_paints_boundaries_over_the_grey_image():

@@ -1,8 +1,9 @@
 """Grain statistics of boundary label maps and of simulation logs (docs/design.md §3.4, §5.7; paper Fig. 5).
 
 Per grain (a 4-connected component of the non-boundary pixels, :mod:`grainforge.grains`):
-area in pixels, equivalent-circle diameter in pixels, number of edges (neighbouring grains across
-the boundary), and whether it touches the image border. Distributions (area normalised by the
+area in pixels, equivalent-circle diameter in pixels (and in µm² and µm with a pixel size
+``um_per_px``), number of edges (neighbouring grains across the boundary), and whether it touches
+the image border. Distributions (area normalised by the
 mean, edge-number histogram) use interior grains only, i.e. grains that do not touch the border.
 
 Two grains are neighbours when at least ``min_contact`` boundary pixels see both of them in their
@@ -24,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from grainforge.data.io import ensure_writable_dir, read_csv, save_figure, write_csv, write_json
+from grainforge.data.io import check_pixel_size, ensure_writable_dir, read_csv, save_figure, write_csv, write_json
 from grainforge.data.pairs import load_boundaries
 from grainforge.errors import UserError
 from grainforge.grains import label_grains, touches_border
@@ -32,6 +33,7 @@ from grainforge.progress import progress_bar
 from grainforge.runinfo import RunRecord
 
 GRAIN_COLUMNS = ("grain", "area_px", "equivalent_diameter_px", "n_neighbours", "touches_border")
+GRAIN_COLUMNS_UM = ("area_um2", "equivalent_diameter_um")  # with a pixel size
 AREA_BINS = np.linspace(0.0, 5.0, 41)  # bins of area / mean area for the normalised histogram
 MIN_AREA_PX = 3
 
@@ -91,17 +93,18 @@ def neighbour_counts(labels: np.ndarray, min_contact: int = 2) -> np.ndarray:
     return np.bincount(pairs.ravel(), minlength=int(np.max(labels, initial=0)) + 1)
 
 
-def grain_table(boundary: np.ndarray, min_contact: int = 2, min_area_px: int = 1) -> list[dict]:
+def grain_table(boundary: np.ndarray, min_contact: int = 2, min_area_px: int = 1, um_per_px: float | None = None) -> list[dict]:
     """One row per grain of a bool boundary map (H, W), in the label order of
     :func:`grainforge.grains.label_grains`: grain (its label), area_px, equivalent_diameter_px
-    (diameter of the circle of the same area), n_neighbours, touches_border. Grains below
+    (diameter of the circle of the same area), n_neighbours, touches_border, and with a pixel size
+    ``um_per_px`` (micrometres) area_um2 and equivalent_diameter_um. Grains below
     ``min_area_px`` get no row and count as boundary (default: every grain has a row)."""
     labels = label_grains_min_area(boundary, min_area_px)
     areas = grain_areas(labels)
     edges = neighbour_counts(labels, min_contact)
     border = touches_border(labels)
     diameters = np.sqrt(4.0 * areas / np.pi)
-    return [
+    rows = [
         {
             "grain": int(lab),
             "area_px": int(areas[lab]),
@@ -111,18 +114,22 @@ def grain_table(boundary: np.ndarray, min_contact: int = 2, min_area_px: int = 1
         }
         for lab in np.flatnonzero(areas[1:]) + 1
     ]
+    if um_per_px is not None:
+        for row in rows:
+            row.update(area_um2=row["area_px"] * um_per_px**2, equivalent_diameter_um=row["equivalent_diameter_px"] * um_per_px)
+    return rows
 
 
 def folder_grain_tables(labels_dir: str | os.PathLike, boundary_value="auto", threshold: int = 127,
                         thin: bool = False, min_contact: int = 2, min_area_px: int = MIN_AREA_PX,
-                        progress: bool = False) -> list[dict]:
+                        progress: bool = False, um_per_px: float | None = None) -> list[dict]:
     """Grain rows (see :func:`grain_table`) of every label image in a folder, each with ``image`` = stem."""
     boundaries = load_boundaries(labels_dir, boundary_value, threshold, thin)
     rows: list[dict] = []
     with progress_bar(disable=not progress) as bar:
         task = bar.add_task(f"grains of {Path(labels_dir).name}", total=len(boundaries))
         for stem, boundary in boundaries:
-            rows.extend({"image": stem, **row} for row in grain_table(boundary, min_contact, min_area_px))
+            rows.extend({"image": stem, **row} for row in grain_table(boundary, min_contact, min_area_px, um_per_px))
             bar.update(task, advance=1)
     return rows
 
@@ -147,9 +154,10 @@ def mean_grain_area(labels_dir: str | os.PathLike, boundary_value="auto", thresh
     return float(pooled.mean())
 
 
-def summarize(rows: Sequence[Mapping]) -> dict:
+def summarize(rows: Sequence[Mapping], um_per_px: float | None = None) -> dict:
     """Summary of the interior grains of grain rows: counts, area (pixels) mean/median/std,
-    equivalent diameter mean, edges mean, and the log-normal fit (mu, sigma of ln(area / mean))."""
+    equivalent diameter mean, edges mean, and the log-normal fit (mu, sigma of ln(area / mean));
+    with a pixel size ``um_per_px`` the areas in µm² and the diameter in µm too."""
     inner = interior(rows)
     areas = np.array([float(r["area_px"]) for r in inner])
     areas = areas[areas > 0]
@@ -162,6 +170,10 @@ def summarize(rows: Sequence[Mapping]) -> dict:
     if areas.size == 0:
         return summary
     mu, sigma = lognormal_fit(areas / areas.mean())
+    if um_per_px is not None:
+        summary.update(um_per_px=um_per_px, mean_area_um2=float(areas.mean()) * um_per_px**2,
+                       median_area_um2=float(np.median(areas)) * um_per_px**2, std_area_um2=float(areas.std()) * um_per_px**2,
+                       mean_equivalent_diameter_um=float(np.mean(np.sqrt(4.0 * areas / np.pi))) * um_per_px)
     return {
         **summary,
         "mean_area_px": float(areas.mean()),
@@ -237,13 +249,15 @@ def _max_edges(datasets: Mapping[str, Sequence[Mapping]]) -> int:
     return max([int(r["n_neighbours"]) for rows in datasets.values() for r in interior(rows)] or [0])
 
 
-def write_grain_report(datasets: Mapping[str, Sequence[Mapping]], out: str | os.PathLike) -> dict[str, dict]:
+def write_grain_report(datasets: Mapping[str, Sequence[Mapping]], out: str | os.PathLike,
+                       um_per_px: float | None = None) -> dict[str, dict]:
     """Write grains.csv (every grain, with a ``dataset`` column), summary.csv/.json, the area and
-    edge distributions as CSV, and grain_distributions.png into ``out``. Returns name -> summary."""
+    edge distributions as CSV, and grain_distributions.png into ``out``; with a pixel size
+    ``um_per_px`` the grain and summary tables carry µm columns too. Returns name -> summary."""
     out = Path(out)
-    columns = ("dataset", "image", *GRAIN_COLUMNS)
+    columns = ("dataset", "image", *GRAIN_COLUMNS, *(GRAIN_COLUMNS_UM if um_per_px is not None else ()))
     write_csv(out / "grains.csv", ({"dataset": name, **row} for name, rows in datasets.items() for row in rows), columns)
-    summaries = {name: summarize(rows) for name, rows in datasets.items()}
+    summaries = {name: summarize(rows, um_per_px) for name, rows in datasets.items()}
     write_csv(out / "summary.csv", ({"dataset": name, **s} for name, s in summaries.items()),
               ["dataset", *max(summaries.values(), key=len)])
     write_json(out / "summary.json", summaries)
@@ -337,25 +351,29 @@ def dataset_name(folder: Path, taken: Mapping[str, object]) -> str:
 
 def stats_run(out: str | os.PathLike, label_folders: Sequence[str | os.PathLike] = (), log: str | os.PathLike | None = None,
               boundary_value="auto", threshold: float = 127, thin: bool = False, min_area_px: int = MIN_AREA_PX,
-              progress: bool = True) -> dict:
+              progress: bool = True, um_per_px: float | None = None) -> dict:
     """The ``grainforge stats`` job: grain report of each label folder (a folder of label images or
     one holding ``labels/``), side by side, and/or the growth report of a simulation log; writes
-    run.json. Returns {"datasets": name -> summary, "growth_exponent": n or None}."""
+    run.json. ``um_per_px`` (micrometres per pixel, for every folder) adds µm columns. Returns
+    {"datasets": name -> summary, "growth_exponent": n or None}."""
     if not label_folders and log is None:
         raise UserError("label_folders and log: both empty; give label folders and/or a simulation log.csv")
     if min_area_px < 1:
         raise UserError(f"min_area_px {min_area_px}: must be >= 1 pixel (1 keeps every grain)")
+    um_per_px = check_pixel_size(um_per_px, "um_per_px")
     out = ensure_writable_dir(out)
     record = RunRecord(out, command="stats", seed=None, config={
         "label_folders": [str(f) for f in label_folders], "log": None if log is None else str(log),
-        "boundary_value": str(boundary_value), "threshold": threshold, "thin": thin, "min_area_px": min_area_px})
+        "boundary_value": str(boundary_value), "threshold": threshold, "thin": thin, "min_area_px": min_area_px,
+        "um_per_px": um_per_px})
     datasets: dict[str, list[dict]] = {}
     with record.phase("grains"):
         for folder in map(Path, label_folders):
             folder = folder / "labels" if (folder / "labels").is_dir() else folder
             datasets[dataset_name(folder, datasets)] = folder_grain_tables(folder, boundary_value, threshold, thin,
-                                                                         min_area_px=min_area_px, progress=progress)
-        summaries = write_grain_report(datasets, out) if datasets else {}
+                                                                         min_area_px=min_area_px, progress=progress,
+                                                                         um_per_px=um_per_px)
+        summaries = write_grain_report(datasets, out, um_per_px) if datasets else {}
     exponent = write_growth_report(log, out) if log is not None else None
     record.write(summaries=summaries, growth_exponent=exponent)
     return {"datasets": summaries, "growth_exponent": exponent}

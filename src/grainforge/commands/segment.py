@@ -74,7 +74,8 @@ def predict(
                                                "(U-Net or forest; or a .pt / .skops file)."),
     inputs: list[Path] = typer.Argument(..., help="Micrograph files and/or folders of them (any size)."),
     out: Path = typer.Option(..., "--out", help="Writes boundaries/, labels/, probabilities/, overlays/, grains/, summary.csv."),
-    um_per_px: float | None = typer.Option(None, "--um-per-px", help="Pixel size in micrometres: adds areas in um^2 and ASTM E112 G."),
+    um_per_px: float | None = typer.Option(None, "--um-per-px", help="Pixel size in micrometres (default: each TIFF's resolution, "
+                                                                     "ImageJ or OME metadata): adds areas in um^2 and ASTM E112 G."),
     threshold_only: bool = typer.Option(False, "--threshold-only",
                                         help="Plain thresholded boundaries, no watershed closing (for comparison)."),
     device: str = typer.Option("auto", "--device", help="auto (CUDA when present) | cpu | cuda."),
@@ -84,10 +85,16 @@ def predict(
 
     from grainforge.segment.predict import predict as predict_images
 
+    from grainforge.data.io import check_pixel_size
+    from grainforge.grainsize import astm_g_from_grains_per_mm2
+
+    um_per_px = check_pixel_size(um_per_px)  # names --um-per-px in the error
     rows = predict_images(model_dir, inputs, out, um_per_px=um_per_px, device=device, threshold_only=threshold_only)
     n_grains = sum(row["n_grains"] for row in rows)
     extra = ""
-    if um_per_px is not None:
-        extra = f", mean ASTM G {sum(row['astm_g'] for row in rows) / len(rows):.2f}"
+    densities = [row["grains_per_mm2"] for row in rows if "grains_per_mm2" in row]
+    if densities:  # E112: G of the mean grains per mm², not the mean of the fields' G
+        mean_density = sum(densities) / len(densities)
+        extra = f", {mean_density:.4g} grains/mm² (planimetric ASTM G {astm_g_from_grains_per_mm2(mean_density):.2f})"
     Console().print(f"{len(rows)} image(s), {n_grains} grains{extra}: boundaries in [bold]{Path(out) / 'boundaries'}[/], "
                     f"summary {Path(out) / 'summary.csv'}")

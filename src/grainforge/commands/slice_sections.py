@@ -13,9 +13,12 @@ def slice_volume(
     axes: str = typer.Option("xyz", "--axes", help="Section normals: any of x, y, z."),
     stride: int = typer.Option(1, "--stride", help="Take every K-th plane along each axis."),
     zoom: float | None = typer.Option(None, "--zoom", help="Resample the sections by this factor (smooth boundaries)."),
-    match_mean_area: float | None = typer.Option(
+    match_mean_area: str | None = typer.Option(
         None, "--match-mean-area",
-        help="Choose the zoom so the mean interior grain area (pixels) equals this, e.g. 'grainforge stats' of real labels."),
+        help="Choose the zoom so the mean interior grain area equals this, e.g. 'grainforge stats' of real labels: "
+             "pixels (1500, 1500px) or, with --um-per-px, a physical area (76um2, 76µm²)."),
+    um_per_px: float | None = typer.Option(None, "--um-per-px", help="Pixel size of the sections in micrometres "
+                                                                     "(converts a --match-mean-area in um^2 to pixels)."),
     crop: int | None = typer.Option(None, "--crop", help="Cut each section into non-overlapping PX x PX tiles."),
     boundary_width: float | None = typer.Option(
         None, "--boundary-width",
@@ -24,13 +27,17 @@ def slice_volume(
     """Cut a 3D grain volume into 2D sections and write their 1-pixel boundary labels."""
     from rich.console import Console
 
+    from grainforge.data.io import area_in_px, check_pixel_size
     from grainforge.sections import slice_run
 
-    rows = slice_run(run_dir, out, axes=axes, stride=stride, zoom=zoom, match_mean_area=match_mean_area, crop=crop,
+    um_per_px = check_pixel_size(um_per_px)
+    area_px = None if match_mean_area is None else area_in_px(match_mean_area, um_per_px, "--match-mean-area")
+    rows = slice_run(run_dir, out, axes=axes, stride=stride, zoom=zoom, match_mean_area=area_px, crop=crop,
                      boundary_width=boundary_width)
     areas = [row["mean_area_px"] for row in rows if row["mean_area_px"] == row["mean_area_px"]]
     mean_area = sum(areas) / len(areas) if areas else float("nan")
     console = Console()
+    physical = f" = {mean_area * um_per_px**2:.4g} um^2" if um_per_px else ""
     console.print(f"[bold]slice[/bold]: {len(rows)} images of {rows[0]['height']}x{rows[0]['width']} px, "
-                  f"mean interior grain area {mean_area:.1f} px (mean of images)")
+                  f"mean interior grain area {mean_area:.1f} px^2{physical} (mean of images)")
     console.print(f"wrote {out / 'labels'}, {out / 'ids'}, {out / 'manifest.csv'}")

@@ -16,12 +16,17 @@ def stats(
     thin: bool = typer.Option(False, "--thin", help="Thin thick boundaries to 1 pixel before measuring."),
     min_area: int = typer.Option(3, "--min-area", help="Grains smaller than this (pixels) count as boundary fragments."),
     log: Path | None = typer.Option(None, "--log", help="A simulation log.csv (or its run folder): growth plot and exponent."),
+    um_per_px: float | None = typer.Option(None, "--um-per-px", help="Pixel size in micrometres (for every label folder): "
+                                                                     "adds areas in um^2 and diameters in um."),
 ) -> None:
     """Grain areas, diameters and edge counts of label folders; growth exponent of a simulation log."""
     from rich.console import Console
 
+    from grainforge.data.io import check_pixel_size
     from grainforge.errors import UserError
     from grainforge.grainstats import stats_run
+
+    um_per_px = check_pixel_size(um_per_px)  # names --um-per-px in the error
 
     if labels_dir is None and log is None:
         raise UserError("stats: give a LABELS_DIR, or --log RUN_DIR/log.csv; see grainforge stats --help")
@@ -29,11 +34,12 @@ def stats(
         raise UserError("--compare: needs a LABELS_DIR to compare with")
     folders = [folder for folder in (labels_dir, compare) if folder is not None]
     result = stats_run(out, folders, log=log, boundary_value=boundary_value, threshold=threshold, thin=thin,
-                       min_area_px=min_area)
+                       min_area_px=min_area, um_per_px=um_per_px)
     console = Console()
     for name, summary in result["datasets"].items():
         console.print(f"[bold]{name}[/bold]: {summary['n_images']} images, {summary['n_interior_grains']} interior grains, "
-                      f"mean area {summary.get('mean_area_px', float('nan')):.1f} px, "
+                      f"mean area {summary.get('mean_area_px', float('nan')):.1f} px"
+                      + (f" = {summary['mean_area_um2']:.4g} um^2, " if "mean_area_um2" in summary else ", ") +
                       f"mean edges {summary.get('mean_edges', float('nan')):.2f}")
     if result["datasets"]:
         console.print(f"wrote {out / 'grains.csv'}, {out / 'summary.csv'}, {out / 'grain_distributions.png'}")

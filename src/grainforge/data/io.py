@@ -2,7 +2,8 @@
 target folder and renames it into place, so an interrupted run never leaves a half-written file.
 
 Images are read as 2D arrays (H, W); colour is converted to grey. Errors are :class:`UserError`
-naming the file.
+naming the file. Pixel sizes are micrometres per pixel (µm/px): :func:`read_pixel_size` reads them
+from TIFF metadata and :func:`write_tiff` writes them (docs/design.md §3.6).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import contextlib
 import csv
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -20,6 +22,14 @@ import numpy as np
 from grainforge.errors import UserError
 
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
+# Length units as TIFF, ImageJ and OME metadata spell them -> micrometres per unit.
+LENGTH_UNITS_UM = {
+    "um": 1.0, "\u00b5m": 1.0, "\u03bcm": 1.0, "micron": 1.0, "microns": 1.0, "micrometer": 1.0, "micrometre": 1.0,
+    "nm": 1e-3, "nanometer": 1e-3, "nanometre": 1e-3, "mm": 1e3, "millimeter": 1e3, "millimetre": 1e3,
+    "cm": 1e4, "centimeter": 1e4, "centimetre": 1e4, "m": 1e6, "meter": 1e6, "metre": 1e6,
+    "in": 25400.0, "inch": 25400.0, "pm": 1e-6, "\u00c5": 1e-4, "angstrom": 1e-4,
+}
+_TIFF_RESOLUTION_UNIT_UM = {3: 1e4}  # ResolutionUnit 3 = centimetre; 2 (inch) is skipped: 72/96/300 dpi are display defaults
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -105,6 +115,110 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     return array
 
 
+def length_unit_um(unit: str, source: str = "unit") -> float:
+    """Micrometres in one ``unit`` (e.g. "um", "µm", "micron", "nm", "mm"); UserError naming
+    ``source`` for an unknown unit."""
+    key = str(unit).strip()
+    factor = LENGTH_UNITS_UM.get(key, LENGTH_UNITS_UM.get(key.lower()))
+    if factor is None:
+        raise UserError(f"{source}: unknown length unit {unit!r}; use one of um, nm, mm, cm, m, inch")
+    return factor
+
+
+def area_in_px(text: str, um_per_px: float | None, source: str = "area") -> float:
+    """An area given as text, in pixels: "1500" or "1500 px" (pixels), or "75 um2" / "75 µm²" /
+    "0.01 mm^2" (any unit of :data:`LENGTH_UNITS_UM` squared), which needs ``um_per_px``.
+    UserError naming ``source`` for an unknown unit, a missing pixel size or an area <= 0."""
+    match = re.fullmatch(r"\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(.*?)\s*", str(text))
+    if match is None:
+        raise UserError(f"{source}: {text!r} is not an area; give e.g. 1500 (pixels) or 75um2")
+    value, unit = float(match.group(1)), match.group(2)
+    if not value > 0:
+        raise UserError(f"{source}: area {text!r} must be > 0")
+    squared = re.fullmatch(r"(.+?)(?:\^?2|\u00b2)", unit)
+    if unit == "" or unit.lower() in ("px", "pixel", "pixels") or (squared and squared.group(1).lower() in ("px", "pixel", "pixels")):
+        return value
+    if squared is None:
+        raise UserError(f"{source}: unknown area unit {unit!r}; use px, or a squared length such as um2, µm², mm^2")
+    factor = length_unit_um(squared.group(1), source)
+    if um_per_px is None:
+        raise UserError(f"{source}: {text!r} is a physical area; give the pixel size with --um-per-px, or the area in px")
+    return value * factor**2 / um_per_px**2
+
+
+def check_pixel_size(um_per_px: float | None, source: str = "--um-per-px") -> float | None:
+    """``um_per_px`` as a float, or None; UserError naming ``source`` unless it is finite and > 0."""
+    if um_per_px is None:
+        return None
+    value = float(um_per_px)
+    if not (np.isfinite(value) and value > 0):
+        raise UserError(f"{source} {um_per_px}: must be > 0 (micrometres per pixel)")
+    return value
+
+
+def read_pixel_size(path: str | os.PathLike) -> float | None:
+    """Pixel size (micrometres per pixel) stored in an image file, or None when it holds none.
+
+    Read from TIFF files only, in this order: OME-XML ``PhysicalSizeX`` / ``PhysicalSizeXUnit``
+    (default µm); ImageJ metadata (``unit`` with the resolution tags as pixels per unit); the TIFF
+    resolution tags with ``ResolutionUnit`` centimetre. Resolution in inches is ignored (image
+    editors write 72 or 96 dpi whatever the scale). UserError naming the file for an unknown unit,
+    a size <= 0 or non-square pixels (x and y sizes differing by more than 0.1 %).
+    """
+    path = Path(path)
+    if path.suffix.lower() not in (".tif", ".tiff"):
+        return None
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            page = tif.pages.first
+            sizes = (_ome_pixel_size(tif.ome_metadata, path) if tif.is_ome and tif.ome_metadata else None) \
+                or _imagej_pixel_size(tif.imagej_metadata, page, path) or _tag_pixel_size(page)
+    except UserError:
+        raise
+    except Exception as err:  # a decoder failure is the file's fault
+        raise UserError(f"{path}: unreadable TIFF metadata ({type(err).__name__}: {err}); re-export it") from err
+    if sizes is None:
+        return None
+    x, y = (check_pixel_size(v, f"{path}: stored pixel size") for v in sizes)
+    if abs(x - y) > 1e-3 * max(x, y):
+        raise UserError(f"{path}: non-square pixels ({x:g} x {y:g} um); resample the image to square pixels")
+    return x
+
+
+def _ome_pixel_size(xml: str, path: Path) -> tuple[float, float] | None:
+    import xml.etree.ElementTree as ElementTree
+
+    pixels = next((el for el in ElementTree.fromstring(xml).iter() if el.tag.rsplit("}", 1)[-1] == "Pixels"), None)
+    if pixels is None or "PhysicalSizeX" not in pixels.attrib:
+        return None
+    source = f"{path}: OME metadata (or pass --um-per-px)"
+    attrib = pixels.attrib
+    x_unit = attrib.get("PhysicalSizeXUnit", "um")
+    x = float(attrib["PhysicalSizeX"]) * length_unit_um(x_unit, source)
+    y = float(attrib.get("PhysicalSizeY", attrib["PhysicalSizeX"])) * length_unit_um(attrib.get("PhysicalSizeYUnit", x_unit), source)
+    return x, y
+
+
+def _imagej_pixel_size(metadata: dict | None, page, path: Path) -> tuple[float, float] | None:
+    unit = (metadata or {}).get("unit")
+    if not unit or str(unit).strip().lower() in ("pixel", "pixels", "px", ""):
+        return None
+    unit = str(unit).encode().decode("unicode_escape") if "\\u" in str(unit) else str(unit)  # ImageJ writes \u00B5m
+    factor = length_unit_um(unit, f"{path}: ImageJ metadata (or pass --um-per-px)")
+    x_res, y_res = page.get_resolution()
+    return (factor / x_res, factor / y_res) if x_res > 0 and y_res > 0 else None
+
+
+def _tag_pixel_size(page) -> tuple[float, float] | None:
+    factor = _TIFF_RESOLUTION_UNIT_UM.get(int(page.resolutionunit))
+    if factor is None or "XResolution" not in page.tags:
+        return None
+    x_res, y_res = page.get_resolution()
+    return (factor / x_res, factor / y_res) if x_res > 0 and y_res > 0 else None
+
+
 def read_grey(path: str | os.PathLike) -> np.ndarray:
     """Read an image as float32 (H, W) scaled to [0, 1] by its integer range (8 or 16 bit)."""
     array = read_image(path)
@@ -146,12 +260,17 @@ def write_pair(folder: str | os.PathLike, name: str, image: np.ndarray, boundary
     write_boundary_png(Path(folder) / "labels" / f"{name}.png", boundary)
 
 
-def write_tiff(path: str | os.PathLike, array: np.ndarray) -> None:
-    """Write an array as a zlib-compressed TIFF, atomically."""
+def write_tiff(path: str | os.PathLike, array: np.ndarray, um_per_px: float | None = None) -> None:
+    """Write an array as a zlib-compressed TIFF, atomically; with ``um_per_px`` (micrometres per
+    pixel) the resolution tags hold the pixel size in pixels per centimetre, which
+    :func:`read_pixel_size`, ImageJ and Fiji read back."""
     import tifffile
 
+    um_per_px = check_pixel_size(um_per_px, f"{path}: pixel size")
+    resolution = {} if um_per_px is None else {"resolution": (1e4 / um_per_px, 1e4 / um_per_px),
+                                               "resolutionunit": "CENTIMETER"}
     with atomic_path(path) as tmp:
-        tifffile.imwrite(tmp, np.asarray(array), compression="zlib")
+        tifffile.imwrite(tmp, np.asarray(array), compression="zlib", **resolution)
 
 
 def write_csv(path: str | os.PathLike, rows: Iterable[Mapping], columns: Sequence[str] | None = None) -> None:

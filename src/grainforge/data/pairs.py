@@ -156,8 +156,9 @@ def label_to_boundary(label: np.ndarray, where: str, boundary_value="auto", thre
 
 
 def thin_lines(boundary: np.ndarray) -> np.ndarray:
-    """Thin a bool boundary map (H, W) to 1-pixel lines (``skimage.morphology.thin``), lines that reach
-    the image edge extended past it first so that thinning does not shorten them there."""
+    """Thin a bool boundary map (H, W) to 1-pixel lines (``skimage.morphology.thin``). The lines are
+    first extended past the image edge, so that thinning does not pull their ends off the border (which
+    would open a gap there and merge the grains on either side)."""
     from skimage.morphology import thin as skeleton_thin
 
     pad = 16

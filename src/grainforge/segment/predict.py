@@ -1,7 +1,7 @@
 """Prediction: micrographs of any size -> closed 1-pixel boundaries, grain maps and grain tables.
 
 Boundary probabilities, closed 1-pixel boundaries, grain label maps, overlays, per-grain tables and
-a summary with the ASTM E112 grain-size number. The model is a
+a summary with the ASTM E112 planimetric grain-size number (docs/design.md §3.6). The model is a
 U-Net (``best.pt``, tiled inference) or a random forest (``forest.skops``); both go through the same
 post-processing and write the same outputs.
 
@@ -15,33 +15,21 @@ Output folder: ``probabilities/<stem>.png`` (uint8, 255 = probability 1), ``boun
 from __future__ import annotations
 
 import contextlib
-import math
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from grainforge.data.io import to_uint8
-from grainforge.errors import UserError
+from grainforge.errors import GrainforgeWarning, UserError
 
 GRAIN_CSV_COLUMNS = ("grain", "area_px", "equivalent_diameter_px", "perimeter_px", "n_neighbours", "touches_border",
                      "area_um2", "equivalent_diameter_um")
-SUMMARY_COLUMNS = ("image", "height_px", "width_px", "n_grains", "n_interior_grains", "mean_area_px",
+SUMMARY_COLUMNS = ("image", "height_px", "width_px", "n_grains", "n_interior_grains", "mean_area_px", "n_grains_weighted",
                    "um_per_px", "mean_area_um2", "grains_per_mm2", "astm_g")
 OVERLAY_COLOUR = (255, 40, 40)
-
-
-def astm_grain_size_number(grains_per_mm2: float) -> float:
-    """ASTM E112 grain-size number G = 1 + log2(N_A at 100x per in^2) = -2.9542 + 3.3219 log10(N_A [mm^-2])."""
-    if grains_per_mm2 <= 0:
-        return float("nan")
-    return -2.9542 + 3.3219 * math.log10(grains_per_mm2)
-
-
-def planimetric_grains_per_mm2(n_interior: int, n_border: int, area_mm2: float) -> float:
-    """Jeffries planimetric count (ASTM E112): (grains inside + half the grains cut by the edge) / area."""
-    return (n_interior + 0.5 * n_border) / area_mm2
 
 
 def grain_rows(boundary: np.ndarray, labels: np.ndarray, um_per_px: float | None = None) -> list[dict]:
@@ -54,34 +42,37 @@ def grain_rows(boundary: np.ndarray, labels: np.ndarray, um_per_px: float | None
 
     from grainforge.grainstats import grain_table
 
-    rows = grain_table(boundary)
+    rows = grain_table(boundary, um_per_px=um_per_px)
     if not rows:
         return []
     perimeter = regionprops_table(labels, properties=("label", "perimeter"))
     perimeter_by_label = dict(zip(perimeter["label"].tolist(), perimeter["perimeter"].tolist()))
     for row in rows:
         row["perimeter_px"] = float(perimeter_by_label[row["grain"]])
-        if um_per_px is not None:
-            row["area_um2"] = row["area_px"] * um_per_px**2
-            row["equivalent_diameter_um"] = row["equivalent_diameter_px"] * um_per_px
     return rows
 
 
 def summary_row(stem: str, labels: np.ndarray, rows: list[dict], um_per_px: float | None) -> dict:
     """Summarise one image: grain count and mean interior-grain area (all grains if none is interior).
 
-    With a pixel size also the planimetric grains per mm^2 and ASTM G.
+    ``n_grains_weighted`` is the ASTM E112 Jeffries count (inside 1, cut by the edge 1/2, corner
+    grains 1/4 per corner; :func:`grainforge.grainsize.planimetric_count`) of the grains of at least
+    3 pixels, as ``grainforge grainsize`` and ``grainforge stats`` count them (docs/design.md §3.4);
+    with a pixel size also grains per mm² and the planimetric G.
     """
+    from grainforge.grainsize import astm_g_from_grains_per_mm2, planimetric_count
+    from grainforge.grainstats import label_grains_min_area
+
     height, width = labels.shape
     interior = [r["area_px"] for r in rows if not r["touches_border"]]
     areas = interior or [r["area_px"] for r in rows]
     summary = {"image": stem, "height_px": height, "width_px": width, "n_grains": len(rows),
-               "n_interior_grains": len(interior), "mean_area_px": float(np.mean(areas)) if areas else float("nan")}
+               "n_interior_grains": len(interior), "mean_area_px": float(np.mean(areas)) if areas else float("nan"),
+               "n_grains_weighted": planimetric_count(label_grains_min_area(labels == 0))["n_weighted"]}
     if um_per_px is not None:
-        area_mm2 = height * width * (um_per_px * 1e-3) ** 2
-        n_a = planimetric_grains_per_mm2(len(interior), len(rows) - len(interior), area_mm2)
+        n_a = summary["n_grains_weighted"] / (height * width * (um_per_px * 1e-3) ** 2)
         summary.update(um_per_px=um_per_px, mean_area_um2=summary["mean_area_px"] * um_per_px**2,
-                       grains_per_mm2=n_a, astm_g=astm_grain_size_number(n_a))
+                       grains_per_mm2=n_a, astm_g=astm_g_from_grains_per_mm2(n_a))
     return summary
 
 
@@ -186,7 +177,9 @@ def predict(model_dir: str | os.PathLike, inputs: Sequence[str | os.PathLike], o
         ``run.json``.
     um_per_px : float, optional
         Pixel size in micrometres: adds areas in um^2, diameters in um, grains per mm^2
-        (Jeffries planimetric count) and the ASTM E112 grain-size number G.
+        (Jeffries planimetric count, corner grains 1/4) and the ASTM E112 grain-size number G,
+        and is written into ``labels/<stem>.tif``. Default: each TIFF input's own pixel size
+        (:func:`grainforge.data.io.read_pixel_size`), else none.
     device : str, optional
         "auto" (CUDA when torch sees it, else CPU), "cpu" or "cuda".
     progress : bool, optional
@@ -200,8 +193,9 @@ def predict(model_dir: str | os.PathLike, inputs: Sequence[str | os.PathLike], o
     summary : list of dict
         One row per image (the rows of ``summary.csv``): ``image`` (stem), ``height_px``,
         ``width_px``, ``n_grains``, ``n_interior_grains``, ``mean_area_px`` (interior grains, or all
-        if none is interior) and with ``um_per_px`` also ``um_per_px``, ``mean_area_um2``,
-        ``grains_per_mm2`` and ``astm_g``.
+        if none is interior), ``n_grains_weighted`` (E112 Jeffries count) and with a pixel size also
+        ``um_per_px``, ``mean_area_um2``, ``grains_per_mm2`` and ``astm_g``. With a pixel size, fields with fewer than 50 weighted
+        grains (E112's minimum) issue one :class:`~grainforge.errors.GrainforgeWarning`.
 
     References
     ----------
@@ -236,33 +230,44 @@ def predict(model_dir: str | os.PathLike, inputs: Sequence[str | os.PathLike], o
     >>> tmp.cleanup()
     """
     from grainforge.config import config_to_dict
-    from grainforge.data.io import ensure_writable_dir, read_grey, write_boundary_png, write_csv, write_png, write_tiff
+    from grainforge.data.io import (check_pixel_size, ensure_writable_dir, read_grey, read_pixel_size, write_boundary_png,
+                                    write_csv, write_png, write_tiff)
+    from grainforge.grainsize import MIN_GRAINS_PER_FIELD
     from grainforge.progress import progress_bar
     from grainforge.runinfo import RunRecord
 
-    if um_per_px is not None and not um_per_px > 0:
-        raise UserError(f"um_per_px {um_per_px}: must be > 0 (micrometres per pixel)")
+    um_per_px = check_pixel_size(um_per_px, "um_per_px")
     probability_of, config, model_path, device_name = load_segmenter(model_dir, device)
     files = gather_images(inputs)
     out = ensure_writable_dir(out)
     record = RunRecord(out, command="segment predict", config=config_to_dict(config), seed=None)
+    sizes = {path: um_per_px if um_per_px is not None else read_pixel_size(path) for path in files}
     summary = []
     with progress_bar(disable=not progress) as bar:
         task = bar.add_task("segment predict", total=len(files))
         for path in files:
             image = read_grey(path)
+            size = sizes[path]
             probability, boundary, labels = segment_image(probability_of, image, config, threshold_only, record.phase)
             with record.phase("post-processing"):
-                rows = grain_rows(boundary, labels, um_per_px)
+                rows = grain_rows(boundary, labels, size)
             stem = path.stem
             write_png(out / "probabilities" / f"{stem}.png", to_uint8(probability))
             write_boundary_png(out / "boundaries" / f"{stem}.png", boundary)
-            write_tiff(out / "labels" / f"{stem}.tif", labels.astype(np.uint16 if labels.max() < 2**16 else np.uint32))
+            write_tiff(out / "labels" / f"{stem}.tif", labels.astype(np.uint16 if labels.max() < 2**16 else np.uint32), size)
             write_png(out / "overlays" / f"{stem}.png", overlay(image, boundary))
-            write_csv(out / "grains" / f"{stem}.csv", rows, GRAIN_CSV_COLUMNS if um_per_px else GRAIN_CSV_COLUMNS[:6])
-            summary.append(summary_row(stem, labels, rows, um_per_px))
+            write_csv(out / "grains" / f"{stem}.csv", rows, GRAIN_CSV_COLUMNS if size else GRAIN_CSV_COLUMNS[:6])
+            summary.append(summary_row(stem, labels, rows, size))
             bar.update(task, advance=1)
-    write_csv(out / "summary.csv", summary, SUMMARY_COLUMNS if um_per_px else SUMMARY_COLUMNS[:6])
-    record.write(model=str(model_path), inputs=[str(p) for p in files], um_per_px=um_per_px,
-                 threshold_only=threshold_only, device=device_name)
+    few = [row for row in summary if row["n_grains_weighted"] < MIN_GRAINS_PER_FIELD]
+    if few and any(size is not None for size in sizes.values()):
+        warnings.warn(f"{len(few)} of {len(summary)} fields (e.g. {few[0]['image']}: {few[0]['n_grains_weighted']:g}) hold "
+                      f"fewer than the {MIN_GRAINS_PER_FIELD} grains ASTM E112 asks for a planimetric count; report the "
+                      "grain size of several fields pooled (grainforge grainsize)", GrainforgeWarning, stacklevel=2)
+    any_size = any(size is not None for size in sizes.values())
+    write_csv(out / "summary.csv", summary, SUMMARY_COLUMNS if any_size else SUMMARY_COLUMNS[:7])
+    uniform = set(sizes.values())
+    record.write(model=str(model_path), inputs=[str(p) for p in files],
+                 um_per_px=uniform.pop() if len(uniform) == 1 else None,
+                 um_per_px_by_image={p.stem: sizes[p] for p in files}, threshold_only=threshold_only, device=device_name)
     return summary
