@@ -3,7 +3,8 @@ fixed artefacts (small images in every artefact folder, fixed Table 1 timings) a
 function must write the same results.csv and report.md as ``golden/experiment/``, written by the
 package before it was split into layout / paper / figures (commit 9677ead; regenerated since only where
 the report gained rows or columns: the forest baseline; issue 9's raw scores (map_raw, ari_raw), grain-ID
-rows of Table 3 and the simulated supplement, the sampling line and a verdict per scoring), and draw all
+rows of Table 3 and the simulated supplement, the sampling line and a verdict per scoring; issue 10's
+grain-size error columns and table), and draw all
 four figures."""
 
 from __future__ import annotations
@@ -34,7 +35,9 @@ def _fake_metrics(spec: RowSpec) -> dict:
     value = base + 0.2 * spec.real_fraction + 0.03 * spec.seed
     return {"map": round(value, 4), "ari": round(0.7 + value / 4, 4), "map_raw": round(value - 0.07, 4),
             "ari_raw": round(0.65 + value / 4, 4), "vi_split": 0.1 * (spec.seed + 1),
-            "vi_merge": 0.2, "boundary_f1": round(value - 0.05, 4), "iterations": 150, "wall_time_s": 1.5}
+            "vi_merge": 0.2, "boundary_f1": round(value - 0.05, 4), "delta_G_intercept": round(0.6 - value, 4),
+            "delta_G_planimetric": round(0.5 - value, 4), "mean_intercept_rel_error": round(value / 10 - 0.05, 4),
+            "iterations": 150, "wall_time_s": 1.5}
 
 
 def _fake_artefacts(config, layout, progress=True) -> None:

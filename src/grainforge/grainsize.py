@@ -668,12 +668,14 @@ def grainsize_run(pred_dir: str | os.PathLike, out: str | os.PathLike, um_per_px
 
 
 def folder_grain_size_errors(pred_dir: str | os.PathLike, true_dir: str | os.PathLike, boundary_value: str | int = "auto",
-                             um_per_px: float | None = None, truth_lines: str = "auto") -> list[dict]:
+                             um_per_px: float | None = None, truth_lines: str = "auto",
+                             pred_boundary_value: int = 255) -> list[dict]:
     """Compute :func:`grain_size_error` of every (prediction, truth) pair of two folders of boundary maps.
 
-    Files are paired by stem as :func:`grainforge.metrics.pair_files` pairs them, and the truth is
-    read as the metrics read it (thick lines thinned with ``truth_lines="auto"``,
-    :func:`grainforge.metrics.scoring_truth`); each row has ``image`` = stem.
+    Files are paired by stem as :func:`grainforge.metrics.pair_files` pairs them, and read as
+    :func:`grainforge.metrics.evaluate_folders` reads them: the truth with ``boundary_value``, thick
+    lines thinned with ``truth_lines="auto"`` (:func:`grainforge.metrics.scoring_truth`), the
+    predictions with ``pred_boundary_value``; each row has ``image`` = stem.
     """
     from grainforge.data.pairs import read_boundary
     from grainforge.grainstats import label_grains_min_area
@@ -682,7 +684,7 @@ def folder_grain_size_errors(pred_dir: str | os.PathLike, true_dir: str | os.Pat
     rows = []
     for stem, pred_path, true_path in pair_files(pred_dir, true_dir):
         truth = label_grains_min_area(scoring_truth(read_boundary(true_path, boundary_value), truth_lines))
-        pred = label_grains_min_area(_read_prediction(pred_path, boundary_value))
+        pred = label_grains_min_area(_read_prediction(pred_path, pred_boundary_value))
         if truth.shape != pred.shape:
             raise UserError(f"{pred_path}: size differs from {true_path}; predict on the same images")
         rows.append({"image": stem, **grain_size_error(truth, pred, um_per_px)})

@@ -46,7 +46,7 @@ def evaluate(
                             truth_lines=truth_lines,
                             progress=sys.stderr.isatty())  # a non-terminal would keep the bar's last line
     um_per_px = check_pixel_size(um_per_px)
-    size_rows = _grain_size_errors(pred_dir, true_dir, boundary_value, um_per_px, truth_lines)
+    size_rows = _grain_size_errors(pred_dir, true_dir, boundary_value, um_per_px, truth_lines, pred_boundary_value)
     by_image = {size_row["image"]: size_row for size_row in size_rows}
     for row in rows:
         row.update(by_image[row["image"]])
@@ -66,12 +66,12 @@ def evaluate(
 
 
 def _grain_size_errors(pred_dir: Path, true_dir: Path, boundary_value: str, um_per_px: float | None,
-                       truth_lines: str) -> list[dict]:
+                       truth_lines: str, pred_boundary_value: int) -> list[dict]:
     """Per-image grain-size error rows (docs/design.md §3.6), the truth read as the metrics read it."""
     from grainforge.grainsize import folder_grain_size_errors
 
     return folder_grain_size_errors(pred_dir, true_dir, boundary_value if boundary_value == "auto" else int(boundary_value),
-                                    um_per_px, truth_lines)
+                                    um_per_px, truth_lines, pred_boundary_value)
 
 
 def _print_grain_size_error(console, size_rows: list[dict]) -> None:

@@ -35,7 +35,8 @@ def aggregate(rows: Sequence[dict]) -> dict[tuple[str, str, float], Stats]:
     stats = {}
     for key, members in groups.items():
         stats[key] = {}
-        for metric in ("map", "ari", "map_raw", "ari_raw", "vi_split", "vi_merge", "boundary_f1", "wall_time_s"):
+        for metric in ("map", "ari", "map_raw", "ari_raw", "vi_split", "vi_merge", "boundary_f1", "delta_G_intercept",
+                       "mean_intercept_rel_error", "wall_time_s"):
             values = np.array([float(m[metric]) for m in members if str(m.get(metric, "")) != ""], dtype=float)
             stats[key][metric] = (float(values.mean()), float(values.std()), len(values)) if values.size else (math.nan, math.nan, 0)
     return stats
@@ -123,6 +124,31 @@ def claim_lines(stats: dict) -> list[str]:
     return lines
 
 
+def grain_size_lines(stats: dict, settings: Sequence[str]) -> list[str]:
+    """What each Table 4 model costs in the grain size a metallographer reports: ΔG from the mean lineal
+    intercept (predicted − true, ASTM E112; docs/design.md §3.6) and the relative error of the mean intercept."""
+    fractions = sorted({f for (t, s, f) in stats if t == "table4"})
+    if not fractions or all(stats[key]["delta_G_intercept"][2] == 0 for key in stats if key[0] == "table4"):
+        return []
+    header = ["real f", *(f"{SETTING_NAMES[s]} {name}" for s in settings for name in ("ΔG", "ℓ̄ error"))]
+    rows = []
+    for f in fractions:
+        cells = [percent(f)]
+        for setting in settings:
+            found = stats.get(("table4", setting, f))
+            for metric in ("delta_G_intercept", "mean_intercept_rel_error"):
+                if not found or found[metric][2] == 0:
+                    cells.append("—")
+                    continue
+                mean, std, n = found[metric]
+                scale, unit = (100, " %") if metric == "mean_intercept_rel_error" else (1, "")
+                cells.append(f"{scale * mean:+.2f}{unit}" if n == 1 else f"{scale * mean:+.2f} ± {scale * std:.2f}{unit}")
+        rows.append(cells)
+    return ["Grain-size error of the closed boundaries (ΔG: E112 G from the mean lineal intercept, predicted − true; "
+            "ℓ̄ error: relative error of the mean intercept; 0 is perfect, a positive ΔG means grains found too small):",
+            "", *_table(header, rows)]
+
+
 def table4_lines(stats: dict, table: str, settings: Sequence[str], with_paper: bool) -> list[str]:
     fractions = sorted({f for (t, _, f) in stats if t == table} | {f for (t, s, f) in stats if t == "table4" and s == "real"})
     if not fractions:
@@ -195,7 +221,8 @@ def report_markdown(config: ExperimentConfig, rows: Sequence[dict], timings: dic
                   "from [0, N] to [0, 1]); the rows marked extra draw the same sections as dark 1-px lines instead.", ""]
     if "table4" in config.tables:
         lines += ["## Table 4 — real fraction alone vs with synthetic images", "",
-                  *table4_lines(stats, "table4", TABLE_SETTINGS["table4"], with_paper=True), *claim_lines(stats)]
+                  *table4_lines(stats, "table4", TABLE_SETTINGS["table4"], with_paper=True), *claim_lines(stats),
+                  *grain_size_lines(stats, TABLE_SETTINGS["table4"])]
     if "beyond" in config.tables:
         lines += ["## Beyond the paper — virtual-microscope renders instead of / besides pix2pix", "",
                   *table4_lines(stats, "beyond", ("real", "real+microscope", "real+synthetic+microscope"), with_paper=False)]

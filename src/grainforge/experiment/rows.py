@@ -20,6 +20,8 @@ from grainforge.experiment.runner import RowSpec
 ROW_METRICS = ("map", "ari", "vi_split", "vi_merge", "boundary_f1")
 #: The paper's scoring, averaged likewise: metric of the raw boundaries -> result column.
 RAW_METRICS = {"map": "map_raw", "ari": "ari_raw"}
+#: Grain-size error of the closed boundaries, pooled over the test images (docs/design.md §3.6).
+GRAIN_SIZE_METRICS = ("delta_G_intercept", "delta_G_planimetric", "mean_intercept_rel_error")
 
 
 def training_sources(layout: RunLayout, config: ExperimentConfig, spec: RowSpec) -> tuple[Path, list | None, list[Path], Path]:
@@ -66,6 +68,7 @@ def raw_scores(pred: Path, test: Path, threshold: float) -> list[dict]:
 
 def compute_row(run_dir: str | Path, config: ExperimentConfig, spec: RowSpec) -> dict:
     """Metrics (mean over test images) of the model (U-Net, or the forest) of one row; trains it unless cached."""
+    from grainforge.grainsize import folder_grain_size_errors, pooled_delta_g
     from grainforge.metrics import evaluate_folders
     from grainforge.segment import FOREST_PRESETS, predict, train_segmenter
     from grainforge.segment.forest import train_forest
@@ -93,6 +96,7 @@ def compute_row(run_dir: str | Path, config: ExperimentConfig, spec: RowSpec) ->
         row.update({column: raw_row[name] for name, column in RAW_METRICS.items()})
     write_csv(folder / "per_image.csv", per_image)
     metrics = {name: sum(row[name] for row in per_image) / len(per_image) for name in (*ROW_METRICS, *RAW_METRICS.values())}
+    metrics.update(pooled_delta_g(folder_grain_size_errors(folder / "pred" / "boundaries", test / "labels")))
     metrics.update(iterations=0 if spec.setting == "forest" else seg.iters,
                    wall_time_s=round(time.perf_counter() - t0, 2), n_test_images=len(per_image))
     write_json(cached, metrics)

@@ -21,7 +21,8 @@ from grainforge.progress import progress_bar
 
 # map/ari: after grainforge's closing and merging; map_raw/ari_raw: the network's own boundaries (the paper's)
 RESULT_COLUMNS = ("table", "setting", "real_fraction", "seed", "map", "ari", "map_raw", "ari_raw", "vi_split",
-                  "vi_merge", "boundary_f1", "iterations", "wall_time_s")
+                  "vi_merge", "boundary_f1", "delta_G_intercept", "delta_G_planimetric", "mean_intercept_rel_error",
+                  "iterations", "wall_time_s")
 #: Settings of each table (Table 1 has no rows: it reads the artefact timings).
 TABLE_SETTINGS = {
     "table3": ("real", "simulated-ids", "real+simulated-ids", "simulated-plain", "real+simulated-plain", "forest"),
