@@ -312,8 +312,8 @@ def test_bad_options_are_user_errors(options, fragment):
 def test_cli_runs_and_writes_the_run_directory(tmp_path):
     result = run_cli("simulate", "--size", "8,8,12", "--mcs", "3", "--seed", "1", "--out", tmp_path / "run")
     assert result.returncode == 0, result.stderr
-    assert load_volume(tmp_path / "run" / "volume.npz").shape == (8, 8, 12)
-    assert {p.name for p in (tmp_path / "run").iterdir()} == {"volume.npz", "log.csv", "run.json"}
+    assert load_volume(tmp_path / "run" / "volume.zarr").shape == (8, 8, 12)
+    assert {p.name for p in (tmp_path / "run").iterdir()} == {"volume.zarr", "log.csv", "run.json"}
 
 
 @pytest.mark.parametrize("args, fragment", [
