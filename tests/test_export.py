@@ -35,8 +35,9 @@ def read_with_vtk(path: Path, array: str) -> tuple[np.ndarray, tuple, tuple]:
 
 @pytest.fixture
 def run(tmp_path, monkeypatch) -> tuple[Path, np.ndarray]:
-    """A run with a 9 x 6 x 13 volume of sparse ids in chunks of 4 (so every export crosses slabs)."""
+    """A run with a 9 x 6 x 13 volume of sparse ids in chunks of 4 and blocks of 3 planes (so every export crosses both)."""
     monkeypatch.setattr(volume_module, "CHUNK_SIDE", 4)
+    monkeypatch.setattr(volume_module, "BLOCK_PLANES", 3)
     ids = (np.random.default_rng(0).integers(0, 40, (9, 6, 13)) * 1000 + 17).astype(np.uint32)
     write_volume(tmp_path / "run", ids, voxel_size_um=(0.5, 0.25, 2.0))
     return tmp_path / "run", ids

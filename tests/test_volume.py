@@ -33,8 +33,9 @@ def cube_grid(side: int, per_axis: int) -> np.ndarray:
 
 @pytest.fixture
 def small_chunks(monkeypatch):
-    """Chunks of 5 voxels, so that small test volumes span several slabs along every axis."""
+    """Chunks of 5 voxels and blocks of 2 planes, so that small test volumes span several slabs and blocks."""
     monkeypatch.setattr(volume_module, "CHUNK_SIDE", 5)
+    monkeypatch.setattr(volume_module, "BLOCK_PLANES", 2)
 
 
 def test_write_open_read_round_trip_with_attributes(tmp_path, small_chunks):

@@ -12,7 +12,7 @@ whose spacing is the voxel size (micrometres when the volume has one, else 1 = o
   ``CellFeatureData/{Active, PottsIds}`` (n+1 features, feature 0 unused), and beside it an
   ``.xdmf`` file (3DCoRectMesh, ORIGIN_DXDYDZ) that points ParaView at ``FeatureIds``.
 
-Both are written one z slab at a time, so a volume larger than memory exports.
+Both are written a few z planes at a time, so a volume larger than memory exports.
 """
 
 from __future__ import annotations
@@ -35,10 +35,10 @@ DREAM3D_FILE_VERSION = "7.0"
 
 
 def _z_planes(volume: Volume, grain_ids: np.ndarray, bar, task):
-    """Yield (z0, grain numbers of the slab as (k, Ly, Lx) int32, x fastest) over the volume in z slabs."""
-    for z0, slab in volume.slabs(2):
-        yield z0, np.ascontiguousarray(grain_numbers(slab, grain_ids).transpose(2, 1, 0))
-        bar.update(task, advance=slab.shape[2])
+    """Yield (z0, grain numbers of a block of z planes as (k, Ly, Lx) int32, x fastest) over the volume."""
+    for z0, block in volume.blocks(2):
+        yield z0, np.ascontiguousarray(grain_numbers(block, grain_ids).transpose(2, 1, 0))
+        bar.update(task, advance=block.shape[2])
 
 
 def write_vti(volume: Volume, path: Path, spacing: tuple[float, float, float], grain_ids: np.ndarray, bar, task) -> None:

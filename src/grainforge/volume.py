@@ -36,6 +36,7 @@ ARRAY_NAME = "ids"
 FORMAT = "grainforge-volume"
 VERSION = 1
 CHUNK_SIDE = 64  # voxels per chunk side: 1 MiB of uint32 per chunk
+BLOCK_PLANES = 8  # planes processed at once by readers that make temporaries of their input (Volume.blocks)
 AXES = "xyz"
 
 
@@ -102,6 +103,19 @@ class Volume:
         n = self.shape[axis]
         for start in range(0, n, thickness):
             yield start, self.slab(axis, start, min(start + thickness, n))
+
+    def blocks(self, axis: int, planes: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield (first plane, block of at most ``planes`` planes, default :data:`BLOCK_PLANES`) along ``axis``.
+
+        Blocks are views of one slab read by :meth:`slabs`, so callers that make temporaries of
+        their input (sorting, int64 copies) make them of a block, not of a slab.
+        """
+        planes = planes or BLOCK_PLANES
+        for start, slab in self.slabs(axis):
+            for first in range(0, slab.shape[axis], planes):
+                index = [slice(None)] * 3
+                index[axis] = slice(first, first + planes)
+                yield start + first, slab[tuple(index)]
 
     def planes(self, axis: int, indices: Iterable[int]) -> Iterator[tuple[int, np.ndarray]]:
         """Yield (index, 2D plane normal to ``axis``) for ``indices`` in increasing order.
@@ -264,8 +278,8 @@ def grain_voxel_counts(volume: Volume | np.ndarray) -> tuple[np.ndarray, np.ndar
     """
     volume = as_volume(volume)
     ids, counts = [], []
-    for _, slab in volume.slabs(0):
-        found, found_counts = np.unique(slab, return_counts=True)
+    for _, block in volume.blocks(0):
+        found, found_counts = np.unique(block, return_counts=True)
         ids.append(found)
         counts.append(found_counts)
     ids, counts = np.concatenate(ids), np.concatenate(counts).astype(np.int64)

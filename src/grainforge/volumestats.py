@@ -9,8 +9,8 @@ In a periodic volume (a Potts lattice) faces wrap around and no grain touches th
 grains with a voxel on a face of the box touch the border, and the distributions use the other
 (interior) grains only, as the 2D statistics do (§3.4).
 
-The volume is read one slab at a time, so statistics of a volume larger than memory need memory
-for one slab and the per-grain tables only.
+The volume is read one slab at a time and measured a few planes at a time, so statistics of a
+volume larger than memory need memory for one slab and the per-grain tables only.
 """
 
 from __future__ import annotations
@@ -32,10 +32,9 @@ DIAMETER_BINS = np.linspace(0.0, 3.0, 31)  # bins of equivalent diameter / mean 
 
 def _face_pairs(a: np.ndarray, b: np.ndarray, n: int) -> np.ndarray:
     """Distinct unordered pairs (encoded lo * (n + 1) + hi, int64) of different grain numbers facing each other in a, b."""
-    a, b = a.ravel().astype(np.int64), b.ravel().astype(np.int64)
     differ = a != b
-    lo, hi = np.minimum(a[differ], b[differ]), np.maximum(a[differ], b[differ])
-    return np.unique(lo * (n + 1) + hi)
+    a, b = a[differ].astype(np.int64), b[differ].astype(np.int64)
+    return np.unique(np.minimum(a, b) * (n + 1) + np.maximum(a, b))
 
 
 def grain_table(volume: Volume | np.ndarray, progress: bool = False) -> list[dict]:
@@ -52,8 +51,8 @@ def grain_table(volume: Volume | np.ndarray, progress: bool = False) -> list[dic
     first = previous = None
     with progress_bar(disable=not progress) as bar:
         task = bar.add_task("grain neighbours", total=volume.shape[0])
-        for x0, slab in volume.slabs(0):
-            g = grain_numbers(slab, grain_ids)
+        for _, block in volume.blocks(0):
+            g = grain_numbers(block, grain_ids)
             pairs += [_face_pairs(g[1:], g[:-1], n), _face_pairs(g[:, 1:], g[:, :-1], n), _face_pairs(g[:, :, 1:], g[:, :, :-1], n)]
             if previous is not None:
                 pairs.append(_face_pairs(previous, g[0], n))
@@ -62,9 +61,10 @@ def grain_table(volume: Volume | np.ndarray, progress: bool = False) -> list[dic
             else:
                 border += [g[:, 0], g[:, -1], g[:, :, 0], g[:, :, -1]]
                 border = [np.unique(np.concatenate([b.ravel() for b in border]))]
+            pairs = [np.unique(np.concatenate(pairs))]  # keep one short list of distinct pairs, not one per block
             first = g[0].copy() if first is None else first
             previous = g[-1].copy()
-            bar.update(task, advance=slab.shape[0])
+            bar.update(task, advance=block.shape[0])
     if volume.periodic:
         pairs.append(_face_pairs(previous, first, n))
     else:
@@ -121,21 +121,20 @@ def plot_distributions(rows: list[dict], summary: dict, path: str | os.PathLike)
     diameters = np.array([r["equivalent_diameter_voxels"] for r in inner])
     neighbours = np.array([r["n_neighbours"] for r in inner], dtype=np.int64)
     fig, (ax_d, ax_n) = plt.subplots(1, 2, figsize=(11, 4))
-    if diameters.size:
-        ax_d.hist(diameters / diameters.mean(), bins=DIAMETER_BINS, density=True, histtype="step",
-                  label=f"interior grains (n={diameters.size})")
-        fine = np.linspace(0.01, DIAMETER_BINS[-1], 300)
-    if diameters.size and summary["lognormal_sigma"] > 0:  # no fit to grains all of one size
-        ax_d.plot(fine, lognormal_pdf(fine, summary["lognormal_mu"], summary["lognormal_sigma"]), "--",
-                  label=f"log-normal σ={summary['lognormal_sigma']:.2f}")
-    if diameters.size:
-        ax_n.bar(np.arange(neighbours.max() + 1), np.bincount(neighbours) / neighbours.size,
-                 label=f"mean {neighbours.mean():.2f}")
     ax_d.set(xlabel="equivalent sphere diameter / mean", ylabel="probability density", title="Grain size (3D)")
     ax_n.set(xlabel=f"number of neighbours (face-sharing, {CONNECTIVITY}-connectivity)", ylabel="fraction of grains",
              title="Neighbours per grain")
-    ax_d.legend(fontsize=8)
-    ax_n.legend(fontsize=8)
+    if diameters.size:  # else: empty axes (every grain touches the border)
+        ax_d.hist(diameters / diameters.mean(), bins=DIAMETER_BINS, density=True, histtype="step",
+                  label=f"interior grains (n={diameters.size})")
+        if summary["lognormal_sigma"] > 0:  # no fit to grains all of one size
+            fine = np.linspace(0.01, DIAMETER_BINS[-1], 300)
+            ax_d.plot(fine, lognormal_pdf(fine, summary["lognormal_mu"], summary["lognormal_sigma"]), "--",
+                      label=f"log-normal σ={summary['lognormal_sigma']:.2f}")
+        ax_n.bar(np.arange(neighbours.max() + 1), np.bincount(neighbours) / neighbours.size,
+                 label=f"mean {neighbours.mean():.2f}")
+        ax_d.legend(fontsize=8)
+        ax_n.legend(fontsize=8)
     save_figure(fig, path)
 
 
