@@ -87,9 +87,9 @@ def main() -> None:
               f"({'within' if peak <= volume_mib / 4 else 'ABOVE'} the goal of 1/4)")
         for name, job in (("export --format vti", lambda: export_volume(tmp / "run", "vti", progress=False)),
                           ("stats --volume", lambda: stats_volume(tmp / "run", tmp / "stats", progress=False))):
-            peak, seconds = peak_above_baseline(job)
-            print(f"{name} of the same volume ({seconds:.0f} s): peak memory {peak:.0f} MiB above baseline "
-                  f"= {peak / volume_mib:.3f} of the volume")
+            job_peak, seconds = peak_above_baseline(job)
+            print(f"{name} of the same volume ({seconds:.0f} s): peak memory {job_peak:.0f} MiB above baseline "
+                  f"= {job_peak / volume_mib:.3f} of the volume")
         if not args.no_reference:
             write_npz(tmp / "legacy" / "volume.npz", ids=read_volume(tmp / "run"))
             reference, seconds = peak_above_baseline(

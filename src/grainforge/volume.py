@@ -107,15 +107,17 @@ class Volume:
     def blocks(self, axis: int, planes: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
         """Yield (first plane, block of at most ``planes`` planes, default :data:`BLOCK_PLANES`) along ``axis``.
 
-        Blocks are views of one slab read by :meth:`slabs`, so callers that make temporaries of
-        their input (sorting, int64 copies) make them of a block, not of a slab.
+        Blocks are copies cut from one slab read by :meth:`slabs`, so callers that make temporaries
+        of their input (sorting, int64 copies) make them of a block, not of a slab, and a block the
+        caller still holds does not keep its slab alive while the next slab is read.
         """
         planes = planes or BLOCK_PLANES
         for start, slab in self.slabs(axis):
             for first in range(0, slab.shape[axis], planes):
                 index = [slice(None)] * 3
                 index[axis] = slice(first, first + planes)
-                yield start + first, slab[tuple(index)]
+                yield start + first, slab[tuple(index)].copy()
+            del slab  # before the next slab is read
 
     def planes(self, axis: int, indices: Iterable[int]) -> Iterator[tuple[int, np.ndarray]]:
         """Yield (index, 2D plane normal to ``axis``) for ``indices`` in increasing order.
