@@ -141,7 +141,7 @@ def main() -> None:
           f"mean interior grain area {area:.0f} px")
 
     sim = out / "simulation"
-    if not (sim / "volume.npz").is_file():
+    if not ((sim / "volume.zarr").is_dir() or (sim / "volume.npz").is_file()):  # a legacy run keeps its volume
         simulate(args.sim_size, args.sim_mcs, seed=args.seed, out=sim, progress=False)
     sections = {}
     for key, draw_width in (("1px", None), ("matched", None if same_width(width, ONE_PIXEL_WIDTH_PX) else width)):

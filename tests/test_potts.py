@@ -312,8 +312,8 @@ def test_bad_options_are_user_errors(options, fragment):
 def test_cli_runs_and_writes_the_run_directory(tmp_path):
     result = run_cli("simulate", "--size", "8,8,12", "--mcs", "3", "--seed", "1", "--out", tmp_path / "run")
     assert result.returncode == 0, result.stderr
-    assert load_volume(tmp_path / "run" / "volume.npz").shape == (8, 8, 12)
-    assert {p.name for p in (tmp_path / "run").iterdir()} == {"volume.npz", "log.csv", "run.json"}
+    assert load_volume(tmp_path / "run" / "volume.zarr").shape == (8, 8, 12)
+    assert {p.name for p in (tmp_path / "run").iterdir()} == {"volume.zarr", "log.csv", "run.json"}
 
 
 @pytest.mark.parametrize("args, fragment", [
@@ -335,7 +335,7 @@ def test_cli_unwritable_output(tmp_path):
 def test_cli_refuses_a_checkpoint_of_another_size(tmp_path):
     out = tmp_path / "run"
     simulate(8, 2, out=out, checkpoint_every=1, progress=False)
-    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}  # volume.zarr is a folder
     result = run_cli("simulate", "--size", "12", "--mcs", "4", "--out", out, "--resume")
     assert_user_error(result, "checkpoint.npz", "size 8x8x8", "size 12x12x12")
-    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before

@@ -12,7 +12,7 @@ import warnings
 
 import typer
 
-from grainforge.commands import demo_data, evaluate, experiment, grainsize, segment, simulate, slice_sections, stats, style
+from grainforge.commands import demo_data, evaluate, experiment, export, grainsize, segment, simulate, slice_sections, stats, style
 from grainforge.errors import GrainforgeWarning, UserError
 
 app = typer.Typer(
@@ -31,6 +31,7 @@ app.command("grainsize")(grainsize.grainsize)
 app.add_typer(style.app, name="style", help="pix2pix style transfer: train on real pairs, apply to labels.")
 app.add_typer(segment.app, name="segment", help="Segmentation (U-Net or random forest): train on real + synthetic, predict grains.")
 app.command("experiment")(experiment.experiment)
+app.command("export")(export.export)
 
 EXIT_USER_ERROR = 2
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numba
@@ -30,24 +30,27 @@ from grainforge.errors import UserError
 from grainforge.grains import boundary_from_ids
 from grainforge.grainstats import grain_areas, interior_areas, label_grains_min_area
 from grainforge.labelwidth import draw_at_width
-from grainforge.potts import load_volume
 from grainforge.progress import progress_bar
 from grainforge.runinfo import RunRecord
+from grainforge.volume import Volume, as_volume, open_volume
 
 AXES = "xyz"
 MANIFEST_COLUMNS = ("stem", "axis", "index", "tile_row", "tile_col", "height", "width", "n_grains", "mean_area_px")
 SMOOTHING_PX = 0.8  # Gaussian sigma of the zoom vote, in source (unzoomed) pixels
 
 
-def iter_sections(volume: np.ndarray, axes: str = AXES, stride: int = 1) -> Iterator[tuple[str, np.ndarray]]:
+def iter_sections(volume: Volume | np.ndarray, axes: str = AXES, stride: int = 1) -> Iterator[tuple[str, np.ndarray]]:
     """Yield (name, 2D id map) for every ``stride``-th plane normal to each axis in ``axes``.
 
-    Names are the axis letter and the zero-padded plane index, e.g. ``x0012``.
+    Names are the axis letter and the zero-padded plane index, e.g. ``x0012``. A stored volume
+    (:func:`grainforge.volume.open_volume`) is read one chunk-thick slab at a time, so only that
+    slab is in memory, not the volume.
     """
+    volume = as_volume(volume)
     for axis in axes:
         dim = AXES.index(axis)
-        for index in range(0, volume.shape[dim], stride):
-            yield f"{axis}{index:04d}", np.take(volume, index, axis=dim)
+        for index, plane in volume.planes(dim, range(0, volume.shape[dim], stride)):
+            yield f"{axis}{index:04d}", plane
 
 
 def relabel(ids2d: np.ndarray) -> np.ndarray:
@@ -126,7 +129,7 @@ def section_labels(ids2d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return ids, boundary_from_ids(ids)
 
 
-def zoom_for_mean_area(sections: list[np.ndarray], target_area_px: float) -> float:
+def zoom_for_mean_area(sections: Iterable[np.ndarray], target_area_px: float) -> float:
     """Zoom that makes the mean interior grain area of the zoomed sections equal ``target_area_px``.
 
     The area is in pixels, boundary excluded, as ``grainforge stats`` measures it. Measured once
@@ -160,8 +163,9 @@ def slice_run(run_dir: str | os.PathLike, out: str | os.PathLike, axes: str = AX
     Parameters
     ----------
     run_dir : str or path-like
-        Simulation run folder holding ``volume.npz`` (from :func:`grainforge.potts.simulate`), or
-        that file itself.
+        Simulation run folder holding ``volume.zarr`` (from :func:`grainforge.potts.simulate`) or
+        a legacy ``volume.npz``, or that store or file itself. A zarr volume is read one
+        chunk-thick slab at a time (twice with ``match_mean_area``), never whole.
     out : str or path-like
         Output folder: ``labels/<stem>.png`` (uint8, 255 = boundary, 0 = grain),
         ``ids/<stem>.tif`` (relabelled 2D grain ids, uint16 when they fit, else uint32),
@@ -224,15 +228,14 @@ def slice_run(run_dir: str | os.PathLike, out: str | os.PathLike, axes: str = AX
     _check_options(axes, stride, zoom, match_mean_area, crop)
     if boundary_width is not None and not boundary_width >= 1.0:
         raise UserError(f"boundary_width {boundary_width}: must be a line width of at least 1 px")
-    volume = load_volume(run_dir)
+    volume = open_volume(run_dir)
     out = ensure_writable_dir(out)
     record = RunRecord(out, command="slice", seed=None, config={
         "run_dir": str(run_dir), "axes": axes, "stride": stride, "zoom": zoom,
         "match_mean_area": match_mean_area, "crop": crop, "boundary_width": boundary_width})
-    sections = list(iter_sections(volume, axes, stride))
     if match_mean_area is not None:
         with record.phase("match_mean_area"):
-            zoom = zoom_for_mean_area([ids for _, ids in sections], match_mean_area)
+            zoom = zoom_for_mean_area((ids for _, ids in iter_sections(volume, axes, stride)), match_mean_area)
     zoomed = [round(n * (zoom or 1.0)) for n in volume.shape]
     smallest_side = min(zoomed[d] for a in axes for d in range(3) if d != AXES.index(a))
     if crop is not None and crop > smallest_side:
@@ -240,8 +243,8 @@ def slice_run(run_dir: str | os.PathLike, out: str | os.PathLike, axes: str = AX
                         "use a smaller crop or a larger zoom")
     rows = []
     with record.phase("slice"), progress_bar(disable=not progress) as bar:
-        task = bar.add_task("slicing", total=len(sections))
-        for name, ids2d in sections:
+        task = bar.add_task("slicing", total=sum(len(range(0, volume.shape[AXES.index(a)], stride)) for a in axes))
+        for name, ids2d in iter_sections(volume, axes, stride):
             if zoom is not None:
                 ids2d = zoom_ids(relabel(ids2d), zoom)
             tiles = [ids2d] if crop is None else grid_tiles(ids2d, crop)

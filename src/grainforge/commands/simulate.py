@@ -8,7 +8,7 @@ import typer
 
 
 def simulate(
-    out: Path = typer.Option(..., "--out", help="Run directory: volume.npz (key 'ids', uint32 x,y,z), log.csv, run.json."),
+    out: Path = typer.Option(..., "--out", help="Run directory: volume.zarr (uint32 grain ids x,y,z, chunked), log.csv, run.json."),
     size: str = typer.Option("64", "--size", help="Lattice side L (cubic), or 'Lx,Ly,Lz'; every side even, >= 4."),
     mcs: int | None = typer.Option(None, "--mcs", help="Monte Carlo steps to run (1 MCS = one attempt per site)."),
     kT: float = typer.Option(0.5, "--kT", help="Temperature kT/J of the Metropolis rule (paper: 0.5)."),
@@ -27,7 +27,11 @@ def simulate(
                                          "area: mean 2D section grain area (pixels)."),
     log_every: int = typer.Option(1, "--log-every", help="Log (and check the target) every N MCS."),
 ) -> None:
-    """Grow grains in a periodic 3D lattice from one grain per site (26-neighbour Potts model, Metropolis at kT)."""
+    """Grow grains in a periodic 3D lattice from one grain per site (26-neighbour Potts model, Metropolis at kT).
+
+    A lattice whose working set exceeds the free memory is refused before anything is allocated,
+    with the largest cubic size that fits.
+    """
     from rich.console import Console
 
     from grainforge.potts import simulate as run_simulation
@@ -44,4 +48,4 @@ def simulate(
     )
     if result.target_reached is False:
         console.print(f"[yellow]target grain size {target_grain_size} not reached within {result.mcs_done} MCS[/yellow]")
-    console.print(f"wrote {out / 'volume.npz'}, {out / 'log.csv'}, {out / 'run.json'}")
+    console.print(f"wrote {out / 'volume.zarr'}, {out / 'log.csv'}, {out / 'run.json'}")

@@ -8,7 +8,7 @@ import typer
 
 
 def slice_volume(
-    run_dir: Path = typer.Argument(..., help="Simulation run folder (holds volume.npz) or a volume .npz file."),
+    run_dir: Path = typer.Argument(..., help="Simulation run folder (volume.zarr, or volume.npz of older runs); read slab by slab."),
     out: Path = typer.Option(..., "--out", help="Output folder: labels/*.png (255 = boundary), ids/*.tif, manifest.csv."),
     axes: str = typer.Option("xyz", "--axes", help="Section normals: any of x, y, z."),
     stride: int = typer.Option(1, "--stride", help="Take every K-th plane along each axis."),

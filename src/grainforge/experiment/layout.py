@@ -5,7 +5,7 @@ Layout of RUN_DIR (each artefact folder gets ``done.json`` when complete; an inc
 rebuilt, except the simulation, which resumes from its checkpoint):
 
     real/{train,test}/{images,labels}/   the real pairs, split (and test tiles) as the config says
-    simulation/                          the Potts run (volume.npz, log.csv, checkpoint.npz, run.json)
+    simulation/                          the Potts run (volume.zarr, log.csv, checkpoint.npz, run.json)
     sections/                            its sections: labels/, ids/, manifest.csv
     simulated-ids/{images,labels}/       sections as grain-ID images, pixel value = grain id (0 = boundary) / N
     plain/{images,labels}/               sections drawn as dark 1-px lines on a bright background

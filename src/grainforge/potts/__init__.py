@@ -4,6 +4,7 @@
 stop rules, log, checkpoints and the run-directory layout.
 """
 
-from grainforge.potts.driver import LOG_COLUMNS, SimulationResult, load_volume, parse_size, simulate
+from grainforge.potts.driver import LOG_COLUMNS, SimulationResult, parse_size, simulate
+from grainforge.volume import read_volume as load_volume
 
 __all__ = ["LOG_COLUMNS", "SimulationResult", "load_volume", "parse_size", "simulate"]

@@ -2,8 +2,9 @@
 
 A run directory holds:
 
-- ``volume.npz``: key ``ids`` (uint32, shape (Lx, Ly, Lz), axes x, y, z: the grain id of every
-  voxel) and ``mcs`` (the Monte Carlo steps done); compressed.
+- ``volume.zarr``: the grain id of every voxel (uint32, shape (Lx, Ly, Lz), axes x, y, z), chunked,
+  with the steps done (``mcs``), the options and versions as attributes (:mod:`grainforge.volume`;
+  runs of earlier versions hold ``volume.npz`` and still load).
 - ``log.csv``: one row per logged MCS (:data:`LOG_COLUMNS`): ``mcs``, ``n_grains`` (distinct ids),
   ``mean_grain_volume`` (voxels = sites / n_grains), ``energy`` (unlike 26-neighbour pairs,
   each once, units of J), ``wall_time_s`` (seconds since the run started, summed over resumes).
@@ -24,6 +25,7 @@ import numpy as np
 
 from grainforge.data.io import ensure_writable_dir, write_csv, write_npz
 from grainforge.errors import UserError
+from grainforge.volume import write_volume
 
 LOG_COLUMNS = ("mcs", "n_grains", "mean_grain_volume", "energy", "wall_time_s")
 PROPOSALS = ("neighbour", "distinct")
@@ -110,11 +112,22 @@ def check_memory(shape: tuple[int, int, int], available: int | None = None) -> i
     available = available_memory_bytes() if available is None else available
     if available is not None and needed > available:
         size = "x".join(map(str, shape))
+        largest = largest_cubic_size(available)
+        advice = f"the largest cubic lattice that fits is --size {largest}" if largest else "free some memory first"
         raise UserError(
             f"size {size}: needs about {needed / 2**30:.1f} GiB of memory but only "
-            f"{available / 2**30:.1f} GiB is available; use a smaller size"
+            f"{available / 2**30:.1f} GiB is available; {advice}"
         )
     return needed
+
+
+def largest_cubic_size(available: int) -> int | None:
+    """Largest even side L whose L^3 lattice fits in ``available`` bytes (:func:`estimate_memory_bytes`); None if none."""
+    side = int(((available - FIXED_OVERHEAD_BYTES) / BYTES_PER_SITE) ** (1 / 3)) if available > FIXED_OVERHEAD_BYTES else 0
+    side += 2  # the float cube root may fall short by one; step down to the exact answer
+    while side >= 4 and (side % 2 or estimate_memory_bytes((side,) * 3) > available):
+        side -= 1
+    return side if side >= 4 else None
 
 
 def equivalent_diameter(mean_volume: float) -> float:
@@ -137,24 +150,6 @@ def mean_section_area(ids: np.ndarray, sections_per_axis: int = SECTIONS_PER_AXI
             pixels += section.size
             regions += count_periodic_components(section)
     return pixels / regions
-
-
-def load_volume(path: str | os.PathLike) -> np.ndarray:
-    """Read the uint32 (Lx, Ly, Lz) grain-id volume of a run directory or of a ``volume.npz`` file."""
-    path = Path(path)
-    file = path / "volume.npz" if path.is_dir() else path
-    if not file.is_file():
-        raise UserError(f"{file}: no such file; pass a run directory written by 'grainforge simulate' or its volume.npz")
-    try:
-        with np.load(file) as data:
-            ids = data["ids"]
-    except KeyError:
-        raise UserError(f"{file}: has no 'ids' array; pass a volume.npz written by 'grainforge simulate'") from None
-    except Exception as err:  # a damaged or foreign file
-        raise UserError(f"{file}: unreadable volume ({type(err).__name__}: {err}); rerun 'grainforge simulate'") from err
-    if ids.ndim != 3:
-        raise UserError(f"{file}: 'ids' has shape {ids.shape}, expected a 3D volume")
-    return ids.astype(np.uint32, copy=False)
 
 
 def _validate(mcs, kT, seed, proposal, threads, checkpoint_every, target_grain_size, target_kind, log_every,
@@ -264,7 +259,7 @@ def simulate(
     threads : int, optional
         numba threads (default: all).
     out : str or path-like, optional
-        Run directory to write: ``volume.npz``, ``log.csv``, ``run.json`` (and ``checkpoint.npz``).
+        Run directory to write: ``volume.zarr``, ``log.csv``, ``run.json`` (and ``checkpoint.npz``).
         None: nothing is written.
     checkpoint_every : int, optional
         Write ``out/checkpoint.npz`` every N MCS (0: never).
@@ -385,7 +380,8 @@ def simulate(
     if out is not None:
         if checkpoint_every and mcs_done % checkpoint_every:  # the final state, unless just written
             _write_checkpoint(out / "checkpoint.npz", ids, mcs_done, energy, log, options)
-        write_npz(out / "volume.npz", ids=ids, mcs=np.int64(mcs_done))
+        write_volume(out, ids, periodic=True, metadata={"mcs": mcs_done, "simulation": options,
+                                                        "versions": record.data["versions"]})
         write_csv(out / "log.csv", log, LOG_COLUMNS)
         record.data["timings_s"]["simulate"] = time.perf_counter() - t0
         record.write(mcs_done=mcs_done, n_grains=log[-1]["n_grains"], target_reached=result.target_reached,
