@@ -3,6 +3,7 @@ parallel jobs, Table 1 arithmetic and the report, with a fake row function (no t
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -281,3 +282,33 @@ def test_builtin_demo_renders_the_configured_preset(tmp_path: Path):
     record = json.loads((layout.root / "real" / "generated" / "run.json").read_text())
     assert record["config"]["preset"] == "easy" and record["config"]["n"] == 4
     assert len(list((layout.real_train / "images").glob("*.png"))) == 3
+
+
+def test_a_cached_row_gains_the_later_scores_from_its_predictions_without_retraining(tmp_path: Path):
+    from grainforge.data.io import write_json
+    from grainforge.data.pairs import read_boundary
+    from grainforge.experiment.layout import RunLayout
+    from grainforge.experiment.rows import compute_row
+    from grainforge.grains import boundary_from_ids
+    from grainforge.grainsize import grain_size_error
+    from grainforge.metrics import evaluate_boundaries
+    from grainforge.segment.postprocess import raw_boundaries
+
+    layout = RunLayout(tmp_path / "run")
+    row = layout.row("real", 1.0, 0)
+    ids = np.repeat(np.repeat(np.arange(16).reshape(4, 4), 12, axis=0), 12, axis=1)  # 4 x 4 squares of 12 px
+    truth = boundary_from_ids(ids)
+    probability = np.where(truth, 230, 20).astype(np.uint8)
+    probability[:, 30:34] = 20  # one boundary segment the network missed: a merge before closing
+    write_png(layout.real_test / "labels" / "t0.png", truth.astype(np.uint8) * 255)
+    write_png(row / "pred" / "probabilities" / "t0.png", probability)
+    write_png(row / "pred" / "boundaries" / "t0.png", truth.astype(np.uint8) * 255)  # closing mended it
+    write_json(row / "metrics.json", {"map": 1.0, "ari": 1.0, "iterations": 150})
+    config = shipped_configs()["demo"]
+    metrics = compute_row(layout.root, config, RowSpec("table4", "real", 1.0, 0))
+    raw = evaluate_boundaries(read_boundary(layout.real_test / "labels" / "t0.png", 255),
+                              raw_boundaries(probability / 255.0, 0.5))
+    assert metrics["map_raw"] == raw["map"] < 1.0 and metrics["ari_raw"] == raw["ari"]
+    assert metrics["delta_G_intercept"] == grain_size_error(truth, truth)["delta_G_intercept"] == 0.0
+    assert metrics["map"] == 1.0 and not (row / "model").exists()  # nothing retrained
+    assert json.loads((row / "metrics.json").read_text()) == metrics  # written back: the next run reads it

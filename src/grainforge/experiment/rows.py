@@ -24,6 +24,13 @@ RAW_METRICS = {"map": "map_raw", "ari": "ari_raw"}
 GRAIN_SIZE_METRICS = ("delta_G_intercept", "delta_G_planimetric", "mean_intercept_rel_error")
 
 
+def scoring_folder(layout: RunLayout, setting: str) -> Path:
+    """The pair folder a row of ``setting`` is scored on: the real test images, or a supplement's own test split."""
+    if setting in ("simulated-split", "synthetic-split"):
+        return layout.supplement(setting.removesuffix("-split")) / "test"
+    return layout.real_test
+
+
 def training_sources(layout: RunLayout, config: ExperimentConfig, spec: RowSpec) -> tuple[Path, list | None, list[Path], Path]:
     """(real folder, real pairs or None, extra pair folders, test folder) of a row's setting.
 
@@ -66,9 +73,22 @@ def raw_scores(pred: Path, test: Path, threshold: float) -> list[dict]:
     return evaluate_arrays(pairs, workers=1)
 
 
-def compute_row(run_dir: str | Path, config: ExperimentConfig, spec: RowSpec) -> dict:
-    """Metrics (mean over test images) of the model (U-Net, or the forest) of one row; trains it unless cached."""
+def later_scores(folder: Path, test: Path, threshold: float) -> dict:
+    """The row metrics added after the first release, from a row's saved predictions (``folder/pred``):
+    the raw scores (``map_raw``, ``ari_raw``) and the grain-size error (:data:`GRAIN_SIZE_METRICS`)."""
     from grainforge.grainsize import folder_grain_size_errors, pooled_delta_g
+
+    raw = raw_scores(folder / "pred", test, threshold)
+    scores = {column: sum(row[name] for row in raw) / len(raw) for name, column in RAW_METRICS.items()}
+    scores.update(pooled_delta_g(folder_grain_size_errors(folder / "pred" / "boundaries", test / "labels")))
+    return scores
+
+
+def compute_row(run_dir: str | Path, config: ExperimentConfig, spec: RowSpec) -> dict:
+    """Metrics (mean over test images) of the model (U-Net, or the forest) of one row; trains it unless cached.
+
+    A cached row from before the raw scores or the grain-size error existed gains them from its saved
+    predictions (no retraining)."""
     from grainforge.metrics import evaluate_folders
     from grainforge.segment import FOREST_PRESETS, predict, train_segmenter
     from grainforge.segment.forest import train_forest
@@ -76,10 +96,16 @@ def compute_row(run_dir: str | Path, config: ExperimentConfig, spec: RowSpec) ->
     layout = RunLayout(Path(run_dir))
     folder = layout.row(spec.setting, spec.real_fraction, spec.seed)
     cached = folder / "metrics.json"
-    if cached.is_file():
-        return json.loads(cached.read_text())
-    start_fresh(folder)
     seg = segment_config(config)
+    threshold = FOREST_PRESETS["default"].threshold if spec.setting == "forest" else seg.threshold
+    if cached.is_file():
+        metrics = json.loads(cached.read_text())
+        missing = {*RAW_METRICS.values(), *GRAIN_SIZE_METRICS} - set(metrics)
+        if missing and (folder / "pred" / "probabilities").is_dir():
+            metrics.update(later_scores(folder, scoring_folder(layout, spec.setting), threshold))
+            write_json(cached, metrics)
+        return metrics
+    start_fresh(folder)
     t0 = time.perf_counter()
     real, real_pairs, extras, test = training_sources(layout, config, spec)
     if spec.setting == "forest":  # the baseline a metallographer gets in a minute (ilastik-style pixel forest)
@@ -90,13 +116,9 @@ def compute_row(run_dir: str | Path, config: ExperimentConfig, spec: RowSpec) ->
                                 progress=False, real_pairs=real_pairs)
     predict(model, list_images(test / "images"), folder / "pred", device=config.device, progress=False)
     per_image = evaluate_folders(folder / "pred" / "boundaries", test / "labels", workers=1)
-    threshold = FOREST_PRESETS["default"].threshold if spec.setting == "forest" else seg.threshold
-    raw = raw_scores(folder / "pred", test, threshold)
-    for row, raw_row in zip(per_image, raw, strict=True):
-        row.update({column: raw_row[name] for name, column in RAW_METRICS.items()})
     write_csv(folder / "per_image.csv", per_image)
-    metrics = {name: sum(row[name] for row in per_image) / len(per_image) for name in (*ROW_METRICS, *RAW_METRICS.values())}
-    metrics.update(pooled_delta_g(folder_grain_size_errors(folder / "pred" / "boundaries", test / "labels")))
+    metrics = {name: sum(row[name] for row in per_image) / len(per_image) for name in ROW_METRICS}
+    metrics.update(later_scores(folder, test, threshold))
     metrics.update(iterations=0 if spec.setting == "forest" else seg.iters,
                    wall_time_s=round(time.perf_counter() - t0, 2), n_test_images=len(per_image))
     write_json(cached, metrics)
