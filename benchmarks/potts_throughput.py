@@ -21,6 +21,7 @@ import sys
 import time
 
 import numpy as np
+from numba import njit
 
 from grainforge.potts import kernel
 
@@ -65,6 +66,60 @@ def numpy_sweep(ids: np.ndarray, seed: int, mcs: int, thresholds: np.ndarray) ->
         energy_change += int(delta[accept].sum())
         flips += int(accept.sum())
     return energy_change, flips
+
+
+@njit  # not cached: a numba cache of a file run as a script or loaded by a test breaks the other
+def _slow_distinct_pass(ids, seed, mcs, sub, thresholds):
+    """One sub-lattice pass of the "distinct" rule in its O(26^2) form (SPPARKS potts/neigh); returns (ΔE, flips).
+
+    The distinct other ids in order of first appearance, each neighbour checked against the list
+    so far, one of them by ``(hi * n) >> 32``; then ΔE over the 26 neighbours. One thread, like
+    SPPARKS serial.
+    """
+    lx, ly, lz = ids.shape
+    flat = ids.reshape(lx * ly * lz)
+    px, py, pz = (sub >> 2) & 1, (sub >> 1) & 1, sub & 1
+    key = kernel.sublattice_key(seed, mcs, sub)
+    energy_change = 0
+    flips = 0
+    for hx in range(lx // 2):
+        x = 2 * hx + px
+        bases = np.empty(9, dtype=np.int64)
+        distinct = np.empty(26, dtype=ids.dtype)
+        for y in range(py, ly, 2):
+            kernel._row_bases(bases, x, y, lx, ly, lz)
+            for z in range(pz, lz, 2):
+                site = bases[4] + z
+                old = flat[site]
+                r = kernel.mix(key, np.uint64(site))
+                zm = z - 1 if z > 0 else lz - 1
+                zp = z + 1 if z < lz - 1 else 0
+                n = 0
+                for row in range(9):
+                    for zi in (zm, z, zp):
+                        v = flat[bases[row] + zi]
+                        if v != old and kernel._position(distinct, v, n) == n:
+                            distinct[n] = v
+                            n += 1
+                if n == 0:
+                    continue
+                new = distinct[((r >> kernel.S32) * np.uint64(n)) >> kernel.S32]
+                delta = kernel._site_delta(flat, bases, zm, z, zp, old, new)
+                if delta <= 0 or (r & kernel.LOW32) < thresholds[delta + kernel.MAX_DELTA]:
+                    flat[site] = new
+                    energy_change += delta
+                    flips += 1
+    return energy_change, flips
+
+
+def slow_distinct_sweep(ids: np.ndarray, seed: int, mcs: int, thresholds: np.ndarray) -> tuple[int, int]:
+    """One MCS of the "distinct" rule in the O(26^2) form (the reference for the O(26) kernel); returns (ΔE, flips)."""
+    energy_change = flips = 0
+    for sub in range(8):
+        d_e, n = _slow_distinct_pass(ids, seed, mcs, sub, thresholds)
+        energy_change += d_e
+        flips += n
+    return int(energy_change), int(flips)
 
 
 def attempts_per_second(sweep, ids: np.ndarray, first_mcs: int, n_mcs: int) -> tuple[float, float]:

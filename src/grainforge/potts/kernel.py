@@ -18,8 +18,9 @@ Conventions (shared by :mod:`grainforge.potts.driver`, the tests and the numpy r
   ``OMP_WAIT_POLICY=PASSIVE`` (spinning made a 2-thread sweep ~20x slower on a loaded machine).
 - Proposal "neighbour" (the paper's): the id of one of the 18 first+second neighbours
   (:data:`TRIAL_OFFSETS`, in that order). Proposal "distinct" (SPPARKS potts/neigh): one of the
-  distinct ids other than the site's own among its 26 neighbours (in :data:`ALL_OFFSETS` order of
-  first appearance). A proposal equal to the current id, or a site with no other id around, is skipped.
+  distinct ids other than the site's own among its 26 neighbours, uniformly, drawn in O(26) by
+  rejection (:func:`_propose_distinct`). A proposal equal to the current id, or a site with no
+  other id around, is skipped.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ ALL_OFFSETS = np.array(
 TRIAL_OFFSETS = np.array([d for d in ALL_OFFSETS if np.abs(d).sum() <= 2], dtype=np.int64)  # (18, 3)
 FORWARD_OFFSETS = ALL_OFFSETS[13:]  # (13, 3): one of each +/- pair, for counting pairs once
 MAX_DELTA = 26
+DISTINCT_ROUNDS = 4  # rejection rounds of the "distinct" rule before its direct draw (docs/design.md §5.3)
 
 
 @njit(cache=True, inline="always")
@@ -119,25 +121,86 @@ def delta_energy(ids, x, y, z, new_id):
 
 
 @njit(cache=True, inline="always")
-def _choose_distinct(flat, old, bases, zm, z, zp, hi, buffer):
-    """The proposal of the "distinct" rule (``old`` when the site has no other id around)."""
-    n = 0
-    for r in range(9):
-        for zi in (zm, z, zp):
-            v = flat[bases[r] + zi]
-            if v == old:  # also skips the site itself
-                continue
-            seen = False
-            for k in range(n):
-                if buffer[k] == v:
-                    seen = True
-                    break
-            if not seen:
-                buffer[n] = v
-                n += 1
-    if n == 0:
-        return old
-    return buffer[(hi * np.uint64(n)) >> S32]
+def _position(values, v, stop):
+    """Index of the first ``v`` in ``values[:stop]``; ``stop`` when there is none."""
+    for k in range(stop):
+        if values[k] == v:
+            return k
+    return stop
+
+
+@njit(cache=True, inline="always")
+def _count(values, v, stop):
+    """Number of ``v`` in ``values[:stop]`` (branch-free)."""
+    count = 0
+    for k in range(stop):
+        count += np.int64(values[k] == v)
+    return count
+
+
+@njit(cache=True, inline="always")
+def _propose_distinct(flat, bases, zm, z, zp, old, r, thresholds, others, firsts):
+    """(proposed id, ΔE) of the "distinct" rule in O(26); (``old``, 0) when no other id is around.
+
+    ``others`` (27,) and ``firsts`` (26,) are scratch arrays. The ids != ``old`` of the 26 neighbours
+    (in :data:`ALL_OFFSETS` order) go to ``others[:m]``. One id: it is the proposal. Otherwise, up
+    to :data:`DISTINCT_ROUNDS` rounds draw a slot ``j`` uniformly from ``m`` (round t's word:
+    ``r`` for t = 0, ``mix(r, t)`` after) and propose ``others[j]`` if slot j is that id's first
+    appearance: each distinct id is proposed with probability 1/m per round, so an accepted
+    proposal is uniform over the distinct ids. After :data:`DISTINCT_ROUNDS` misses the proposal
+    is drawn directly from the list of first appearances with ``mix(r, DISTINCT_ROUNDS)`` -- also
+    uniform, and cheap exactly when misses are likely (few distinct ids). ΔE comes from the same
+    list: ``(26 - m) - #others equal to the proposal``. A site is skipped before any proposal is
+    drawn when Metropolis would refuse even the best case (ΔE >= 26 - 2m) with its low 32 random
+    bits -- the outcome is the same, the counter-based random numbers make skipping free.
+    """
+    m = 0
+    for row in range(9):  # branch-free compaction (the site itself equals ``old`` and drops out)
+        base = bases[row]
+        v0, v1, v2 = flat[base + zm], flat[base + z], flat[base + zp]
+        others[m] = v0
+        m += np.int64(v0 != old)
+        others[m] = v1
+        m += np.int64(v1 != old)
+        others[m] = v2
+        m += np.int64(v2 != old)
+    if m == 0:
+        return old, 0
+    least_delta = 26 - 2 * m  # no proposal has more than m neighbours
+    if least_delta > 0 and (r & LOW32) >= thresholds[least_delta + MAX_DELTA]:
+        return old, 0  # Metropolis refuses every proposal with these random bits: none is drawn
+    new = others[0]
+    if _count(others, new, m) < m:
+        new = old
+        word = r
+        for t in range(DISTINCT_ROUNDS):
+            if t > 0:
+                word = mix(r, t)
+            j = ((word >> S32) * np.uint64(m)) >> S32
+            if _position(others, others[j], j) == j:
+                new = others[j]
+                break
+        if new == old:
+            n = 0
+            for k in range(m):
+                firsts[n] = others[k]
+                n += np.int64(_position(firsts, others[k], n) == n)
+            new = firsts[((mix(r, DISTINCT_ROUNDS) >> S32) * np.uint64(n)) >> S32]
+    return new, (26 - m) - _count(others, new, m)
+
+
+@njit(cache=True)
+def propose_distinct(neighbourhood, r, thresholds):
+    """(proposal, ΔE) of the "distinct" rule for the centre of a (3, 3, 3) id block, random word ``r`` (uint64).
+
+    ``thresholds``: :func:`acceptance_thresholds`; the proposal is the centre's own id when the
+    site is skipped (no other id around, or Metropolis would refuse any proposal).
+    """
+    flat = np.ascontiguousarray(neighbourhood).reshape(27)
+    bases = np.arange(0, 27, 3)
+    others = np.empty(27, dtype=flat.dtype)
+    firsts = np.empty(26, dtype=flat.dtype)
+    return _propose_distinct(flat, bases, 0, 1, 2, flat[13], np.uint64(r), thresholds, others, firsts)
 
 
 @njit(cache=True, parallel=True)
@@ -162,7 +225,8 @@ def sweep_sublattice(ids, seed, mcs, sub, thresholds, trial_offsets, distinct):
     for hx in prange(lx // 2):
         x = 2 * hx + px
         bases = np.empty(9, dtype=np.int64)
-        buffer = np.empty(26, dtype=ids.dtype)
+        others = np.empty(27, dtype=ids.dtype)
+        firsts = np.empty(26, dtype=ids.dtype)
         for y in range(py, ly, 2):
             _row_bases(bases, x, y, lx, ly, lz)
             centre = bases[4]
@@ -170,18 +234,19 @@ def sweep_sublattice(ids, seed, mcs, sub, thresholds, trial_offsets, distinct):
                 site = centre + z
                 old = flat[site]
                 r = mix(key, np.uint64(site))
-                hi = r >> S32
                 zm = z - 1 if z > 0 else lz - 1
                 zp = z + 1 if z < lz - 1 else 0
                 if distinct:
-                    new = _choose_distinct(flat, old, bases, zm, z, zp, hi, buffer)
+                    new, delta = _propose_distinct(flat, bases, zm, z, zp, old, r, thresholds, others, firsts)
+                    if new == old:
+                        continue
                 else:
-                    k = (hi * n_trial) >> S32
+                    k = ((r >> S32) * n_trial) >> S32
                     dz = trial_dz[k]
                     new = flat[bases[trial_row[k]] + (zm if dz < 0 else (zp if dz > 0 else z))]
-                if new == old:
-                    continue
-                delta = _site_delta(flat, bases, zm, z, zp, old, new)
+                    if new == old:
+                        continue
+                    delta = _site_delta(flat, bases, zm, z, zp, old, new)
                 if delta <= 0 or (r & LOW32) < thresholds[delta + MAX_DELTA]:
                     flat[site] = new
                     energy_change += delta
