@@ -139,6 +139,35 @@ def test_proposals_are_uniform_over_the_distinct_ids(name):
         assert stats.chisquare(weighted).pvalue < 1e-6
 
 
+def others_count(ids: np.ndarray) -> np.ndarray:
+    """m of every site: neighbours (of 26, periodic) with another id."""
+    count = np.zeros(ids.shape, dtype=np.int64)
+    for offset in kernel.ALL_OFFSETS:
+        count += ids != np.roll(ids, tuple(-offset), axis=(0, 1, 2))
+    return count.reshape(-1)
+
+
+@pytest.mark.parametrize("start, kT", [("unique", 0.5), ("few", 1.5)])
+def test_the_neighbour_count_cache_only_saves_time(start, kT):
+    """With the cache: the same volumes, and every known entry bounds the site's true count from above."""
+    shape = (16, 12, 10)
+    ids = (np.arange(np.prod(shape), dtype=np.uint32).reshape(shape) if start == "unique"
+           else np.random.default_rng(2).integers(0, 4, size=shape).astype(np.uint32))
+    cached = ids.copy()
+    known = kernel.new_others_known(ids.size)
+    thresholds = kernel.acceptance_thresholds(kT)
+    known_entries = 0
+    for mcs in range(12):
+        before = known.copy()
+        bound_holds_before = (before == kernel.UNKNOWN) | (before >= others_count(cached))
+        assert bound_holds_before.all()
+        assert kernel.sweep(cached, 3, mcs, thresholds, True, known) == kernel.sweep(ids, 3, mcs, thresholds, True)
+        assert np.array_equal(cached, ids)
+        known_entries += int((before != kernel.UNKNOWN).sum())
+    assert ((known == kernel.UNKNOWN) | (known >= others_count(cached))).all()
+    assert known_entries > ids.size  # the cache was used
+
+
 @pytest.fixture(scope="module")
 def slow_sweep():
     """The O(26^2) form of the rule in ``benchmarks/potts_throughput.py``."""

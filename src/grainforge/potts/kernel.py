@@ -44,6 +44,8 @@ TRIAL_OFFSETS = np.array([d for d in ALL_OFFSETS if np.abs(d).sum() <= 2], dtype
 FORWARD_OFFSETS = ALL_OFFSETS[13:]  # (13, 3): one of each +/- pair, for counting pairs once
 MAX_DELTA = 26
 DISTINCT_ROUNDS = 4  # rejection rounds of the "distinct" rule before its direct draw (docs/design.md §5.3)
+UNKNOWN = np.uint8(255)  # an entry of the "distinct" rule's neighbour-count cache: not known
+NO_CACHE = np.empty(0, dtype=np.uint8)
 
 
 @njit(cache=True, inline="always")
@@ -139,8 +141,21 @@ def _count(values, v, stop):
 
 
 @njit(cache=True, inline="always")
-def _propose_distinct(flat, bases, zm, z, zp, old, r, thresholds, others, firsts):
-    """(proposed id, ΔE) of the "distinct" rule in O(26); (``old``, 0) when no other id is around.
+def _refused_others(r, thresholds):
+    """The most other-id neighbours (0..12) with which Metropolis refuses even the best case with word ``r``.
+
+    With m others no proposal has ΔE below 26 - 2m; it is refused when the low 32 bits of ``r`` are
+    >= the threshold of that ΔE, for every m <= the returned number.
+    """
+    refused = 12
+    while refused > 0 and thresholds[26 - 2 * refused + MAX_DELTA] > (r & LOW32):
+        refused -= 1
+    return refused
+
+
+@njit(cache=True, inline="always")
+def _propose_distinct(flat, bases, zm, z, zp, old, r, refused, others, firsts):
+    """(proposed id, ΔE, m) of the "distinct" rule in O(26); the proposal is ``old`` for a skipped site.
 
     ``others`` (27,) and ``firsts`` (26,) are scratch arrays. The ids != ``old`` of the 26 neighbours
     (in :data:`ALL_OFFSETS` order) go to ``others[:m]``. One id: it is the proposal. Otherwise, up
@@ -151,8 +166,9 @@ def _propose_distinct(flat, bases, zm, z, zp, old, r, thresholds, others, firsts
     is drawn directly from the list of first appearances with ``mix(r, DISTINCT_ROUNDS)`` -- also
     uniform, and cheap exactly when misses are likely (few distinct ids). ΔE comes from the same
     list: ``(26 - m) - #others equal to the proposal``. A site is skipped before any proposal is
-    drawn when Metropolis would refuse even the best case (ΔE >= 26 - 2m) with its low 32 random
-    bits -- the outcome is the same, the counter-based random numbers make skipping free.
+    drawn when m <= ``refused`` (:func:`_refused_others`): Metropolis would refuse even the best
+    case with its low 32 random bits, so the outcome is the same. The returned m is exact, or for
+    a site skipped before its last neighbours were read, an upper bound.
     """
     m = 0
     for row in range(9):  # branch-free compaction (the site itself equals ``old`` and drops out)
@@ -164,29 +180,28 @@ def _propose_distinct(flat, bases, zm, z, zp, old, r, thresholds, others, firsts
         m += np.int64(v1 != old)
         others[m] = v2
         m += np.int64(v2 != old)
-    if m == 0:
-        return old, 0
-    least_delta = 26 - 2 * m  # no proposal has more than m neighbours
-    if least_delta > 0 and (r & LOW32) >= thresholds[least_delta + MAX_DELTA]:
-        return old, 0  # Metropolis refuses every proposal with these random bits: none is drawn
-    new = others[0]
-    if _count(others, new, m) < m:
-        new = old
-        word = r
-        for t in range(DISTINCT_ROUNDS):
-            if t > 0:
-                word = mix(r, t)
-            j = ((word >> S32) * np.uint64(m)) >> S32
-            if _position(others, others[j], j) == j:
-                new = others[j]
-                break
+        if 3 * (row + 1) - m >= 27 - refused:  # so many like the site that m <= refused is certain
+            return old, 0, 24 - 3 * row + m
+    if m <= refused:
+        return old, 0, m
+    j = ((r >> S32) * np.uint64(m)) >> S32  # round 0 first: with one other id any round gives it
+    new = others[j]
+    if _position(others, new, j) != j:
+        new = others[0]
+        if _count(others, new, m) < m:
+            new = old
+            for t in range(1, DISTINCT_ROUNDS):
+                j = ((mix(r, t) >> S32) * np.uint64(m)) >> S32
+                if _position(others, others[j], j) == j:
+                    new = others[j]
+                    break
         if new == old:
             n = 0
             for k in range(m):
                 firsts[n] = others[k]
                 n += np.int64(_position(firsts, others[k], n) == n)
             new = firsts[((mix(r, DISTINCT_ROUNDS) >> S32) * np.uint64(n)) >> S32]
-    return new, (26 - m) - _count(others, new, m)
+    return new, (26 - m) - _count(others, new, m), m
 
 
 @njit(cache=True)
@@ -200,14 +215,17 @@ def propose_distinct(neighbourhood, r, thresholds):
     bases = np.arange(0, 27, 3)
     others = np.empty(27, dtype=flat.dtype)
     firsts = np.empty(26, dtype=flat.dtype)
-    return _propose_distinct(flat, bases, 0, 1, 2, flat[13], np.uint64(r), thresholds, others, firsts)
+    r = np.uint64(r)
+    new, delta, _ = _propose_distinct(flat, bases, 0, 1, 2, flat[13], r, _refused_others(r, thresholds), others, firsts)
+    return new, delta
 
 
 @njit(cache=True, parallel=True)
-def sweep_sublattice(ids, seed, mcs, sub, thresholds, trial_offsets, distinct):
+def sweep_sublattice(ids, seed, mcs, sub, thresholds, trial_offsets, distinct, others_known):
     """Update every site of sub-lattice ``sub`` once (in place); returns (ΔE total, flips) as int64.
 
-    ``trial_offsets`` is :data:`TRIAL_OFFSETS`; ``distinct`` selects the "distinct" rule.
+    ``trial_offsets`` is :data:`TRIAL_OFFSETS`; ``distinct`` selects the "distinct" rule, and
+    ``others_known`` (:func:`new_others_known`, or an empty array: none) caches its neighbour counts.
     Parallel over x planes; sites of one sub-lattice never neighbour each other.
     """
     lx, ly, lz = ids.shape
@@ -220,6 +238,7 @@ def sweep_sublattice(ids, seed, mcs, sub, thresholds, trial_offsets, distinct):
     for k in range(trial_offsets.shape[0]):
         trial_row[k] = 3 * (trial_offsets[k, 0] + 1) + trial_offsets[k, 1] + 1
         trial_dz[k] = trial_offsets[k, 2]
+    use_known = others_known.shape[0] > 0
     energy_change = 0
     flips = 0
     for hx in prange(lx // 2):
@@ -237,7 +256,12 @@ def sweep_sublattice(ids, seed, mcs, sub, thresholds, trial_offsets, distinct):
                 zm = z - 1 if z > 0 else lz - 1
                 zp = z + 1 if z < lz - 1 else 0
                 if distinct:
-                    new, delta = _propose_distinct(flat, bases, zm, z, zp, old, r, thresholds, others, firsts)
+                    refused = _refused_others(r, thresholds)
+                    if use_known and others_known[site] <= refused:
+                        continue  # no neighbour changed since m was counted, and Metropolis refuses that m
+                    new, delta, m = _propose_distinct(flat, bases, zm, z, zp, old, r, refused, others, firsts)
+                    if use_known:
+                        others_known[site] = m  # only this thread writes this site's entry in this pass
                     if new == old:
                         continue
                 else:
@@ -251,14 +275,36 @@ def sweep_sublattice(ids, seed, mcs, sub, thresholds, trial_offsets, distinct):
                     flat[site] = new
                     energy_change += delta
                     flips += 1
+                    if use_known:  # the site and its 26 neighbours: m unknown (threads may write the same 255)
+                        for row in range(9):
+                            base = bases[row]
+                            others_known[base + zm] = UNKNOWN
+                            others_known[base + z] = UNKNOWN
+                            others_known[base + zp] = UNKNOWN
     return energy_change, flips
 
 
-def sweep(ids: np.ndarray, seed: int, mcs: int, thresholds: np.ndarray, distinct: bool = False) -> tuple[int, int]:
-    """One Monte Carlo step (the 8 sub-lattices in order 0..7), in place; returns (ΔE, flips)."""
+def new_others_known(n_sites: int) -> np.ndarray:
+    """A cache for the "distinct" rule across steps: uint8 (n_sites,), every entry unknown.
+
+    Entry i is an upper bound on the number of site i's neighbours with another id, or
+    :data:`UNKNOWN` after the site or a neighbour flipped. A site whose bound Metropolis refuses
+    is skipped without reading its neighbours; late in a run most sites are. It never changes a
+    result, only the time to get it (1 byte per site).
+    """
+    return np.full(n_sites, UNKNOWN, dtype=np.uint8)
+
+
+def sweep(ids: np.ndarray, seed: int, mcs: int, thresholds: np.ndarray, distinct: bool = False,
+          others_known: np.ndarray | None = None) -> tuple[int, int]:
+    """One Monte Carlo step (the 8 sub-lattices in order 0..7), in place; returns (ΔE, flips).
+
+    ``others_known``: the "distinct" rule's cache (:func:`new_others_known`), kept between steps of a run.
+    """
+    others_known = NO_CACHE if others_known is None else others_known
     energy_change = flips = 0
     for sub in range(8):
-        d_e, n = sweep_sublattice(ids, seed, mcs, sub, thresholds, TRIAL_OFFSETS, distinct)
+        d_e, n = sweep_sublattice(ids, seed, mcs, sub, thresholds, TRIAL_OFFSETS, distinct, others_known)
         energy_change += d_e
         flips += n
     return int(energy_change), int(flips)

@@ -140,18 +140,20 @@ class TorchLattice:
         refused = (least_delta > 0) & ((r & _LOW32) >= self.thresholds[least_delta + kernel.MAX_DELTA])
         tried = (m > 0) & ~refused
         slot = other.cumsum(0, dtype=torch.int8) - 1  # index among the others, where ``other``
-        rank = torch.arange(len(kernel.ALL_OFFSETS), device=self.device).view((-1,) + (1,) * old.dim())
+        rank = torch.arange(len(kernel.ALL_OFFSETS), dtype=torch.int8, device=self.device).view((-1,) + (1,) * old.dim())
 
-        def pick(j: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            """(k, id) of the neighbour in slot ``j`` of the others."""
-            k = (other & (slot == j)).to(torch.uint8).argmax(0, keepdim=True)
-            return k, around.gather(0, k)[0]
+        def pick(chosen: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            """(k, id) of the one neighbour where ``chosen`` (26, ...) holds; (0, 0) where none does.
 
-        new = pick(torch.zeros_like(m))[1]
+            Sums over the 26, not argmax: reductions over the leading axis run along contiguous memory.
+            """
+            return (chosen * rank).sum(0, dtype=torch.int8), (chosen * values).sum(0, dtype=torch.int32)
+
+        new = torch.where(tried, pick(other & (slot == 0), around)[1], old)
         pending = tried & ((around == new).sum(0) < m)  # more than one other id
         for t in range(kernel.DISTINCT_ROUNDS):
             word = r if t == 0 else mix(r, t)
-            k, candidate = pick((_shift_right(word, 32) * m) >> 32)
+            k, candidate = pick(other & (slot == (_shift_right(word, 32) * m) >> 32), around)
             repeated = ((around == candidate) & (rank < k)).any(0)
             new = torch.where(pending & ~repeated, candidate, new)
             pending &= repeated
@@ -161,8 +163,7 @@ class TorchLattice:
             first = torch.stack([other[(k,) + where] & ~(rest[:k] == rest[k]).any(0) for k in range(len(rest))])
             n = first.sum(0)
             j = (_shift_right(mix(r[where], kernel.DISTINCT_ROUNDS), 32) * n) >> 32
-            k = (first & (first.cumsum(0) - 1 == j)).to(torch.uint8).argmax(0, keepdim=True)
-            new[where] = rest.gather(0, k)[0]
+            new[where] = pick(first & (first.cumsum(0) - 1 == j), rest)[1]
         delta = (kernel.MAX_DELTA - m) - (around == new).sum(0)
         return new, delta, tried
 
