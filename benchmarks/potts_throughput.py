@@ -1,15 +1,22 @@
 """Potts engine throughput: site-attempts per second (sites x MCS / s) and peak bytes per site.
 
-For each lattice size: an early stage (the first 20 MCS from one grain per site) and a late stage
-(MCS 200 onwards, after 200 MCS of growth), with 1 thread and with all threads, and a plain numpy
-vectorised implementation of the same rule (8 sub-lattices, same counter-based random numbers, so
-the same volume) as reference, with the ratio. Rates are given per wall second and per CPU
-second (the per-core rate; on a shared machine the wall figure understates it). Peak memory is measured in a fresh process as the
-growth of the resident set during a run, divided by the sites.
+For each lattice size and trial rule: an early stage (the first 20 MCS from one grain per site)
+and a late stage (MCS 200 onwards, after 200 MCS of growth under the same rule), with 1 thread and
+with all threads, for the numba kernel and the torch kernel (same volume bit for bit; on the CPU,
+or ``--torch-device cuda``), each beside a reference measured in the same run, with the ratio:
+
+- "neighbour" (default rule): a plain numpy vectorised implementation of the same rule
+  (8 sub-lattices, same counter-based random numbers, so the same volume);
+- "distinct": :func:`slow_distinct_sweep`, the O(26^2) form of the rule as SPPARKS potts/neigh
+  does it (one thread, like SPPARKS serial), and the ratio to the neighbour rule's numba rate.
+
+Rates are given per wall second and per CPU second (the per-core rate; on a shared machine the
+wall figure understates it). Peak memory is measured in a fresh process as the growth of the
+resident set during a run, divided by the sites.
 
     python benchmarks/potts_throughput.py                  # 128^3 and 256^3
     python benchmarks/potts_throughput.py --quick          # 64^3, fewer steps
-    python benchmarks/potts_throughput.py --sizes 96 --late-mcs 10
+    python benchmarks/potts_throughput.py --sizes 96 --late-mcs 10 --rules distinct
 """
 
 from __future__ import annotations
@@ -182,9 +189,10 @@ def main() -> None:
     device = torch.device(args.torch_device)
 
     def numba_step(threads, distinct):
-        def step(ids):
+        def step(ids):  # distinct: with the neighbour-count cache a run keeps (empty at the first timed step)
             numba.set_num_threads(threads)
-            return lambda mcs: kernel.sweep(ids, 0, mcs, thresholds, distinct)[1]
+            known = kernel.new_others_known(ids.size) if distinct else None
+            return lambda mcs: kernel.sweep(ids, 0, mcs, thresholds, distinct, known)[1]
         return step
 
     def torch_step(threads, distinct):

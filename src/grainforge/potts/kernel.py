@@ -141,6 +141,19 @@ def _count(values, v, stop):
 
 
 @njit(cache=True, inline="always")
+def _count_and_earlier(values, stop, j):
+    """(number of ``values[j]`` in ``values[:stop]``, how many of them stand before slot ``j``), branch-free."""
+    v = values[j]
+    count = 0
+    earlier = 0
+    for k in range(stop):
+        same = np.int64(values[k] == v)
+        count += same
+        earlier += same * np.int64(k < j)
+    return count, earlier
+
+
+@njit(cache=True, inline="always")
 def _refused_others(r, thresholds):
     """The most other-id neighbours (0..12) with which Metropolis refuses even the best case with word ``r``.
 
@@ -186,13 +199,16 @@ def _propose_distinct(flat, bases, zm, z, zp, old, r, refused, others, firsts):
         return old, 0, m
     j = ((r >> S32) * np.uint64(m)) >> S32  # round 0 first: with one other id any round gives it
     new = others[j]
-    if _position(others, new, j) != j:
+    copies, earlier = _count_and_earlier(others, m, j)
+    if earlier:
         new = others[0]
-        if _count(others, new, m) < m:
+        copies = _count(others, new, m)
+        if copies < m:
             new = old
             for t in range(1, DISTINCT_ROUNDS):
                 j = ((mix(r, t) >> S32) * np.uint64(m)) >> S32
-                if _position(others, others[j], j) == j:
+                copies, earlier = _count_and_earlier(others, m, j)
+                if not earlier:
                     new = others[j]
                     break
         if new == old:
@@ -201,7 +217,8 @@ def _propose_distinct(flat, bases, zm, z, zp, old, r, refused, others, firsts):
                 firsts[n] = others[k]
                 n += np.int64(_position(firsts, others[k], n) == n)
             new = firsts[((mix(r, DISTINCT_ROUNDS) >> S32) * np.uint64(n)) >> S32]
-    return new, (26 - m) - _count(others, new, m), m
+            copies = _count(others, new, m)
+    return new, (26 - m) - copies, m
 
 
 @njit(cache=True)
