@@ -50,6 +50,12 @@ def test_torch_sweep_is_the_numba_sweep_bit_for_bit(shape, start, kT, distinct):
         assert lattice.count_ids() == len(np.unique(ids))
 
 
+def test_count_ids_slab_by_slab(monkeypatch):
+    ids = np.random.default_rng(0).integers(0, 1000, size=(10, 12, 14)).astype(np.uint32)
+    monkeypatch.setattr("grainforge.potts.torch_kernel.COUNT_CHUNK_SITES", 300)  # slabs of 1 x-plane (168 sites)
+    assert TorchLattice(ids, 0.5, CPU).count_ids() == len(np.unique(ids)) == kernel.count_ids(ids, np.zeros(1000, np.uint8))
+
+
 def test_grain_growth_at_64_cubed_is_the_numba_run():
     """The run loop on the torch backend: the numba run's log and volume, exactly.
 
@@ -92,6 +98,14 @@ def test_area_target_and_checkpoint_read_the_device_lattice(tmp_path):
 def test_bad_backend_options_are_user_errors(options, fragment):
     with pytest.raises(UserError, match=fragment):
         simulate(8, 2, progress=False, **options)
+
+
+def test_torch_memory_check_names_the_size(monkeypatch, tmp_path):
+    monkeypatch.setattr("grainforge.potts.driver.available_memory_bytes", lambda: 2**30)
+    simulate(16, 1, backend="torch", device="cpu", progress=False)  # 4096 sites: far below 1 GiB
+    with pytest.raises(UserError, match=r"^size 320x320x320: the torch backend needs about 1.7 GiB on cpu but 1.0 GiB"):
+        simulate(320, 1, backend="torch", device="cpu", out=tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")

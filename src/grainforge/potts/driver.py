@@ -353,6 +353,10 @@ def simulate(
               out, resume)
     torch_device = _validate_backend(backend, device)
     check_memory(shape)
+    if torch_device is not None:
+        from grainforge.potts import torch_kernel
+
+        torch_kernel.check_memory(shape, proposal == "distinct", torch_device)
     out = ensure_writable_dir(out) if out is not None else None
     n_sites = math.prod(shape)
     options = _options(shape, kT, seed, proposal)

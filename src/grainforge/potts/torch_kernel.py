@@ -28,6 +28,9 @@ _GOLDEN = int(kernel.GOLDEN) - _WORD  # the uint64 constants as the int64 with t
 _MIX1 = int(kernel.MIX1) - _WORD
 _MIX2 = int(kernel.MIX2) - _WORD
 _LOW32 = 0xFFFFFFFF
+COUNT_CHUNK_SITES = 2**24  # sites per slab of TorchLattice.count_ids (its int64 index: 128 MiB)
+BYTES_PER_SITE = {False: 56, True: 112}  # peak memory of a run per site, neighbour / distinct rule (measured
+# on the CPU as resident-set growth, 64^3 to 160^3: 53 and 109; the sub-lattice temporaries dominate)
 
 
 def _signed(value: int) -> int:
@@ -54,6 +57,26 @@ def mix(key: int | torch.Tensor, counter: int | torch.Tensor) -> torch.Tensor:
     z = (z ^ _shift_right(z, 30)) * _MIX1
     z = (z ^ _shift_right(z, 27)) * _MIX2
     return z ^ _shift_right(z, 31)
+
+
+def check_memory(shape: tuple[int, int, int], distinct: bool, device: torch.device) -> int:
+    """Refuse (UserError) a lattice whose torch run needs more memory than ``device`` has free; returns the estimate.
+
+    Free memory: ``torch.cuda.mem_get_info`` on CUDA, else what the process may still use
+    (:func:`grainforge.potts.driver.available_memory_bytes`).
+    """
+    import math
+
+    from grainforge.errors import UserError
+    from grainforge.potts.driver import available_memory_bytes
+
+    needed = BYTES_PER_SITE[distinct] * math.prod(shape)
+    free = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else available_memory_bytes()
+    if free is not None and needed > free:
+        size = "x".join(map(str, shape))
+        raise UserError(f"size {size}: the torch backend needs about {needed / 2**30:.1f} GiB on {device} but "
+                        f"{free / 2**30:.1f} GiB is free; use a smaller size (or backend numba on the CPU)")
+    return needed
 
 
 class TorchLattice:
@@ -178,10 +201,17 @@ class TorchLattice:
         return energy_change, flips
 
     def count_ids(self) -> int:
-        """Number of distinct ids (a scatter into a marker of one byte per site; syncs with the device)."""
+        """Number of distinct ids (ids < sites, as in a run); syncs with the device.
+
+        A scatter into a marker of one byte per site, slab by slab along x so the int64 index
+        stays at most :data:`COUNT_CHUNK_SITES` long.
+        """
         marker = torch.zeros(self.n_sites, dtype=torch.bool, device=self.device)
-        ids = self.padded[1:-1, 1:-1, 1:-1].reshape(-1).to(torch.int64) & _LOW32
-        marker[ids] = True
+        lx, ly, lz = self.shape
+        step = max(1, COUNT_CHUNK_SITES // (ly * lz))
+        for x in range(1, lx + 1, step):
+            slab = self.padded[x:min(x + step, lx + 1), 1:-1, 1:-1]
+            marker[slab.reshape(-1).to(torch.int64) & _LOW32] = True
         return int(marker.sum())
 
     def to_numpy(self) -> np.ndarray:
