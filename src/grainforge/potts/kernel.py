@@ -307,7 +307,8 @@ def new_others_known(n_sites: int) -> np.ndarray:
     Entry i is an upper bound on the number of site i's neighbours with another id, or
     :data:`UNKNOWN` after the site or a neighbour flipped. A site whose bound Metropolis refuses
     is skipped without reading its neighbours; late in a run most sites are. It never changes a
-    result, only the time to get it (1 byte per site).
+    result, only the time to get it (1 byte per site), as long as the ids change only through
+    :func:`sweep` with this cache: start a new one for other ids (a resumed run, another lattice).
     """
     return np.full(n_sites, UNKNOWN, dtype=np.uint8)
 

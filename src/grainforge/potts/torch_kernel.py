@@ -12,8 +12,9 @@ order), Metropolis through the same uint32 thresholds and the same counter-based
 - torch has no unsigned 64-bit arithmetic, so splitmix64 runs in int64: additions and products
   wrap modulo 2**64 in two's complement exactly like uint64, and a logical right shift is an
   arithmetic shift followed by a mask.
-- ΔE and flips are summed on the device; nothing in a step waits for the device (no ``.item()``,
-  no data-dependent shapes), so CUDA runs the 8 passes of a step without a host sync.
+- ΔE and flips are summed on the device. With the "neighbour" rule nothing in a step waits for
+  the device (no ``.item()``, no data-dependent shapes), so CUDA runs the 8 passes of a step
+  without a host sync; the "distinct" rule takes one ``nonzero`` per pass (its direct draws).
 """
 
 from __future__ import annotations
