@@ -1,15 +1,22 @@
 """Potts engine throughput: site-attempts per second (sites x MCS / s) and peak bytes per site.
 
-For each lattice size: an early stage (the first 20 MCS from one grain per site) and a late stage
-(MCS 200 onwards, after 200 MCS of growth), with 1 thread and with all threads, and a plain numpy
-vectorised implementation of the same rule (8 sub-lattices, same counter-based random numbers, so
-the same volume) as reference, with the ratio. Rates are given per wall second and per CPU
-second (the per-core rate; on a shared machine the wall figure understates it). Peak memory is measured in a fresh process as the
-growth of the resident set during a run, divided by the sites.
+For each lattice size and trial rule: an early stage (the first 20 MCS from one grain per site)
+and a late stage (MCS 200 onwards, after 200 MCS of growth under the same rule), with 1 thread and
+with all threads, for the numba kernel and the torch kernel (same volume bit for bit; on the CPU,
+or ``--torch-device cuda``), each beside a reference measured in the same run, with the ratio:
+
+- "neighbour" (default rule): a plain numpy vectorised implementation of the same rule
+  (8 sub-lattices, same counter-based random numbers, so the same volume);
+- "distinct": :func:`slow_distinct_sweep`, the O(26^2) form of the rule as SPPARKS potts/neigh
+  does it (one thread, like SPPARKS serial), and the ratio to the neighbour rule's numba rate.
+
+Rates are given per wall second and per CPU second (the per-core rate; on a shared machine the
+wall figure understates it). Peak memory is measured in a fresh process as the growth of the
+resident set during a run, divided by the sites.
 
     python benchmarks/potts_throughput.py                  # 128^3 and 256^3
     python benchmarks/potts_throughput.py --quick          # 64^3, fewer steps
-    python benchmarks/potts_throughput.py --sizes 96 --late-mcs 10
+    python benchmarks/potts_throughput.py --sizes 96 --late-mcs 10 --rules distinct
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import sys
 import time
 
 import numpy as np
+from numba import njit
 
 from grainforge.potts import kernel
 
@@ -67,14 +75,72 @@ def numpy_sweep(ids: np.ndarray, seed: int, mcs: int, thresholds: np.ndarray) ->
     return energy_change, flips
 
 
-def attempts_per_second(sweep, ids: np.ndarray, first_mcs: int, n_mcs: int) -> tuple[float, float]:
-    """Site-attempts per wall second and per CPU second (all threads' CPU time) of ``n_mcs`` steps of
-    ``sweep(ids, seed, mcs, thresholds)`` on ``ids`` (in place). The CPU figure is the per-core rate,
-    and stays meaningful on a machine shared with other jobs."""
-    thresholds = kernel.acceptance_thresholds(0.5)
+@njit  # not cached: a numba cache of a file run as a script or loaded by a test breaks the other
+def _slow_distinct_pass(ids, seed, mcs, sub, thresholds):
+    """One sub-lattice pass of the "distinct" rule in its O(26^2) form (SPPARKS potts/neigh); returns (ΔE, flips).
+
+    The distinct other ids in order of first appearance, each neighbour checked against the list
+    so far, one of them by ``(hi * n) >> 32``; then ΔE over the 26 neighbours. One thread, like
+    SPPARKS serial.
+    """
+    lx, ly, lz = ids.shape
+    flat = ids.reshape(lx * ly * lz)
+    px, py, pz = (sub >> 2) & 1, (sub >> 1) & 1, sub & 1
+    key = kernel.sublattice_key(seed, mcs, sub)
+    energy_change = 0
+    flips = 0
+    for hx in range(lx // 2):
+        x = 2 * hx + px
+        bases = np.empty(9, dtype=np.int64)
+        distinct = np.empty(26, dtype=ids.dtype)
+        for y in range(py, ly, 2):
+            kernel._row_bases(bases, x, y, lx, ly, lz)
+            for z in range(pz, lz, 2):
+                site = bases[4] + z
+                old = flat[site]
+                r = kernel.mix(key, np.uint64(site))
+                zm = z - 1 if z > 0 else lz - 1
+                zp = z + 1 if z < lz - 1 else 0
+                n = 0
+                for row in range(9):
+                    for zi in (zm, z, zp):
+                        v = flat[bases[row] + zi]
+                        if v != old and kernel._position(distinct, v, n) == n:
+                            distinct[n] = v
+                            n += 1
+                if n == 0:
+                    continue
+                new = distinct[((r >> kernel.S32) * np.uint64(n)) >> kernel.S32]
+                delta = kernel._site_delta(flat, bases, zm, z, zp, old, new)
+                if delta <= 0 or (r & kernel.LOW32) < thresholds[delta + kernel.MAX_DELTA]:
+                    flat[site] = new
+                    energy_change += delta
+                    flips += 1
+    return energy_change, flips
+
+
+def slow_distinct_sweep(ids: np.ndarray, seed: int, mcs: int, thresholds: np.ndarray) -> tuple[int, int]:
+    """One MCS of the "distinct" rule in the O(26^2) form (the reference for the O(26) kernel); returns (ΔE, flips)."""
+    energy_change = flips = 0
+    for sub in range(8):
+        d_e, n = _slow_distinct_pass(ids, seed, mcs, sub, thresholds)
+        energy_change += d_e
+        flips += n
+    return int(energy_change), int(flips)
+
+
+def attempts_per_second(step, ids: np.ndarray, first_mcs: int, n_mcs: int) -> tuple[float, float]:
+    """Site-attempts per wall second and per CPU second (all threads' CPU time) of ``n_mcs`` steps.
+
+    ``step(ids)`` prepares a run on ``ids`` (not timed) and returns ``run(mcs)``, one MCS that returns
+    something ``int()`` can read (reading the last one waits for a GPU). The CPU figure is the
+    per-core rate, and stays meaningful on a machine shared with other jobs.
+    """
+    run = step(ids)
     wall, cpu = time.perf_counter(), time.process_time()
     for mcs in range(first_mcs, first_mcs + n_mcs):
-        sweep(ids, 0, mcs, thresholds)
+        last = run(mcs)
+    int(last)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     return ids.size * n_mcs / wall, ids.size * n_mcs / cpu
 
@@ -106,37 +172,77 @@ def main() -> None:
     parser.add_argument("--early-mcs", type=int, default=20)
     parser.add_argument("--grow-mcs", type=int, default=200, help="MCS of growth before the late stage")
     parser.add_argument("--late-mcs", type=int, default=20)
+    parser.add_argument("--rules", nargs="+", default=["neighbour", "distinct"], choices=["neighbour", "distinct"])
+    parser.add_argument("--torch-device", default="cpu", help="device of the torch rows (cpu, cuda)")
+    parser.add_argument("--torch-distinct", action="store_true",
+                        help="also time torch on the distinct rule (slow on a CPU: a correctness path there)")
     args = parser.parse_args()
     if args.quick:
         args.sizes, args.early_mcs, args.grow_mcs, args.late_mcs = [64], 5, 50, 5
     import numba
+    import torch
+
+    from grainforge.potts.torch_kernel import TorchLattice
 
     all_threads = numba.config.NUMBA_NUM_THREADS
+    thresholds = kernel.acceptance_thresholds(0.5)
+    device = torch.device(args.torch_device)
 
-    def numba_sweep(threads):
-        def run(ids, seed, mcs, thresholds):
+    def numba_step(threads, distinct):
+        def step(ids):  # distinct: with the neighbour-count cache a run keeps (empty at the first timed step)
             numba.set_num_threads(threads)
-            kernel.sweep(ids, seed, mcs, thresholds)
-        return run
+            known = kernel.new_others_known(ids.size) if distinct else None
+            return lambda mcs: kernel.sweep(ids, 0, mcs, thresholds, distinct, known)[1]
+        return step
 
-    numba_sweep(1)(np.zeros((4, 4, 4), np.uint32), 0, 0, kernel.acceptance_thresholds(0.5))  # compile / load cache
-    print(f"# Potts throughput, site-attempts/s (M = 1e6), kT 0.5, neighbour rule; {all_threads} threads available")
+    def torch_step(threads, distinct):
+        def step(ids):
+            torch.set_num_threads(threads)
+            lattice = TorchLattice(ids, 0.5, device, distinct)
+            return lambda mcs: lattice.sweep(0, mcs)[1]
+        return step
+
+    def reference_step(sweep):
+        return lambda ids: (lambda mcs: sweep(ids, 0, mcs, thresholds)[1])
+
+    torch_name = "torch_cpu" if device.type == "cpu" else f"torch_{device.type}"
+    contenders = {  # rule -> (name, step); the first is the reference of the ratios
+        "neighbour": [("numpy", reference_step(numpy_sweep))],
+        "distinct": [("O(26^2)_1thread", reference_step(slow_distinct_sweep))],
+    }
+    for rule, distinct in (("neighbour", False), ("distinct", True)):
+        contenders[rule] += [("numba_1thread", numba_step(1, distinct)),
+                             (f"numba_{all_threads}threads", numba_step(all_threads, distinct))]
+        if not distinct or args.torch_distinct:
+            contenders[rule] += [(f"{torch_name}_1thread", torch_step(1, distinct)),
+                                 (f"{torch_name}_{all_threads}threads", torch_step(all_threads, distinct))]
+    for rule in args.rules:
+        for name, step in contenders[rule]:
+            attempts_per_second(step, np.zeros((4, 4, 4), np.uint32), 0, 1)  # compile / load caches
+    print(f"# Potts throughput, site-attempts/s (M = 1e6), kT 0.5; {all_threads} threads available; "
+          f"torch {torch.__version__} on {device}")
+    default_rate = {}
     for size in args.sizes:
-        start = np.arange(size**3, dtype=np.uint32).reshape((size,) * 3)
-        grown = start.copy()
-        for mcs in range(args.grow_mcs):
-            numba_sweep(all_threads)(grown, 0, mcs, kernel.acceptance_thresholds(0.5))
-        for stage, state, first in (("early", start, 0), ("late", grown, args.grow_mcs)):
-            n = args.early_mcs if stage == "early" else args.late_mcs
-            rates = {}
-            for name, sweep in (("numpy", numpy_sweep), ("numba_1thread", numba_sweep(1)),
-                                (f"numba_{all_threads}threads", numba_sweep(all_threads))):
-                rates[name] = attempts_per_second(sweep, state.copy(), first, n)
-            ref_wall, ref_cpu = rates["numpy"]
-            for name, (wall, cpu) in rates.items():
-                ratio = "" if name == "numpy" else f"  ratio to numpy {wall / ref_wall:.1f}x wall, {cpu / ref_cpu:.1f}x CPU"
-                print(f"{size}^3 {stage:5s} {name:16s} {wall / 1e6:8.1f} M/s wall {cpu / 1e6:8.1f} M/s per CPU-second{ratio}")
-        numba.set_num_threads(all_threads)
+        for rule in args.rules:
+            distinct = rule == "distinct"
+            start = np.arange(size**3, dtype=np.uint32).reshape((size,) * 3)
+            grown = start.copy()
+            numba.set_num_threads(all_threads)
+            for mcs in range(args.grow_mcs):  # each rule grows its own late state
+                kernel.sweep(grown, 0, mcs, thresholds, distinct)
+            for stage, state, first in (("early", start, 0), ("late", grown, args.grow_mcs)):
+                n = args.early_mcs if stage == "early" else args.late_mcs
+                rates = {name: attempts_per_second(step, state.copy(), first, n) for name, step in contenders[rule]}
+                reference, (ref_wall, ref_cpu) = contenders[rule][0][0], rates[contenders[rule][0][0]]
+                for name, (wall, cpu) in rates.items():
+                    ratio = "" if name == reference else f"  ratio to {reference} {wall / ref_wall:.1f}x wall, {cpu / ref_cpu:.1f}x CPU"
+                    if rule == "neighbour" and name == "numba_1thread":
+                        default_rate[size, stage] = cpu
+                    elif rule == "distinct" and name == "numba_1thread" and (size, stage) in default_rate:
+                        ratio += f"; {cpu / default_rate[size, stage]:.2f}x the neighbour rule's CPU rate"
+                    print(f"{size}^3 {rule:9s} {stage:5s} {name:22s} {wall / 1e6:8.1f} M/s wall "
+                          f"{cpu / 1e6:8.1f} M/s per CPU-second{ratio}", flush=True)
+    numba.set_num_threads(all_threads)
     size = args.sizes[-1]
     print(f"{size}^3 peak memory {peak_bytes_per_site(size, 2):.2f} bytes/site (resident-set growth of a 2-MCS simulate run)")
 

@@ -5,7 +5,6 @@ bad input."""
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -13,23 +12,20 @@ from pathlib import Path
 import numba
 import numpy as np
 import pytest
-from conftest import assert_user_error, run_cli
+from conftest import assert_user_error, load_benchmark, run_cli
+from test_potts_distinct import distinct_proposal
 from scipy import ndimage
 
 from grainforge.errors import UserError
 from grainforge.potts import LOG_COLUMNS, kernel, load_volume, parse_size, simulate
 from grainforge.potts.driver import check_memory, equivalent_diameter, mean_section_area
 
-BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "potts_throughput.py"
 
 
 @pytest.fixture(scope="module")
 def numpy_reference():
     """The numpy vectorised sweep of ``benchmarks/potts_throughput.py``."""
-    spec = importlib.util.spec_from_file_location("potts_throughput", BENCHMARK)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.numpy_sweep
+    return load_benchmark("potts_throughput").numpy_sweep
 
 
 def brute_energy(ids: np.ndarray) -> int:
@@ -104,8 +100,7 @@ def sequential_pass(ids, seed, mcs, sub, kT, distinct, order_seed):
         old = ids[x, y, z]
         around = [ids[(x + dx) % lx, (y + dy) % ly, (z + dz) % lz] for dx, dy, dz in kernel.ALL_OFFSETS]
         if distinct:
-            choices = list(dict.fromkeys(v for v in around if v != old))
-            new = choices[(hi * len(choices)) >> 32] if choices else old
+            new = distinct_proposal(around, old, r, thresholds)[0]
         else:
             dx, dy, dz = kernel.TRIAL_OFFSETS[(hi * 18) >> 32]
             new = ids[(x + dx) % lx, (y + dy) % ly, (z + dz) % lz]
@@ -123,7 +118,8 @@ def test_sublattice_pass_equals_sequential_updates_in_any_order(distinct):
     start = random_ids(shape, 5, 4)
     for sub in range(8):
         fast = start.copy()
-        kernel.sweep_sublattice(fast, 7, 3, sub, kernel.acceptance_thresholds(1.5), kernel.TRIAL_OFFSETS, distinct)
+        kernel.sweep_sublattice(fast, 7, 3, sub, kernel.acceptance_thresholds(1.5), kernel.TRIAL_OFFSETS, distinct,
+                                kernel.NO_CACHE)
         changed = np.argwhere(fast != start)
         assert len(changed) > 0
         assert all(4 * (x % 2) + 2 * (y % 2) + z % 2 == sub for x, y, z in changed)
@@ -155,7 +151,7 @@ def test_zero_temperature_never_raises_the_energy(distinct):
     thresholds = kernel.acceptance_thresholds(0.0)
     for mcs in range(3):
         for sub in range(8):
-            change, _ = kernel.sweep_sublattice(ids, 1, mcs, sub, thresholds, kernel.TRIAL_OFFSETS, distinct)
+            change, _ = kernel.sweep_sublattice(ids, 1, mcs, sub, thresholds, kernel.TRIAL_OFFSETS, distinct, kernel.NO_CACHE)
             assert change <= 0
             energies.append(brute_energy(ids))
             assert energies[-1] == energies[-2] + change

@@ -16,6 +16,10 @@ def simulate(
     proposal: str = typer.Option("neighbour", "--proposal",
                                  help="neighbour: a random one of the 18 first+second neighbours' ids (paper); "
                                       "distinct: a random distinct id among the 26 neighbours (SPPARKS potts/neigh)."),
+    backend: str = typer.Option("numba", "--backend",
+                                help="numba: the CPU kernel; torch: the same rule in torch (same volume bit for bit), "
+                                     "for a GPU."),
+    device: str = typer.Option("auto", "--device", help="torch device: auto (CUDA when present), cpu or cuda."),
     threads: int | None = typer.Option(None, "--threads", help="CPU threads (default: all)."),
     checkpoint_every: int = typer.Option(0, "--checkpoint-every", help="Write RUN_DIR/checkpoint.npz every N MCS (0: never)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from RUN_DIR/checkpoint.npz (same size, kT, seed, proposal)."),
@@ -37,7 +41,7 @@ def simulate(
     from grainforge.potts import simulate as run_simulation
 
     result = run_simulation(
-        size, mcs, kT, seed, proposal=proposal, threads=threads, out=out, checkpoint_every=checkpoint_every,
+        size, mcs, kT, seed, proposal=proposal, backend=backend, device=device, threads=threads, out=out, checkpoint_every=checkpoint_every,
         resume=resume, target_grain_size=target_grain_size, target_kind=target_kind, log_every=log_every,
     )
     last = result.log[-1]

@@ -29,6 +29,8 @@ from grainforge.volume import write_volume
 
 LOG_COLUMNS = ("mcs", "n_grains", "mean_grain_volume", "energy", "wall_time_s")
 PROPOSALS = ("neighbour", "distinct")
+BACKENDS = ("numba", "torch")
+DEVICES = ("auto", "cpu", "cuda")
 TARGET_KINDS = ("diameter", "area")
 MAX_SITES = 2**32  # ids are uint32 and site i starts with id i
 MCS_CAP_FOR_TARGET = 1_000_000  # the step limit when only a target grain size stops the run
@@ -152,6 +154,24 @@ def mean_section_area(ids: np.ndarray, sections_per_axis: int = SECTIONS_PER_AXI
     return pixels / regions
 
 
+def _validate_backend(backend: str, device: str):
+    """Return the torch device of the run (None for numba).
+
+    UserError for an unknown backend or device, a CUDA device for numba, or CUDA where torch sees none.
+    """
+    if backend not in BACKENDS:
+        raise UserError(f"backend {backend!r}: use one of {', '.join(BACKENDS)}")
+    if device not in DEVICES:
+        raise UserError(f"device {device!r}: use one of {', '.join(DEVICES)}")
+    if backend == "numba":
+        if device == "cuda":
+            raise UserError("device cuda: the numba backend runs on the CPU; use backend torch for CUDA")
+        return None
+    from grainforge.torchutil import resolve_device
+
+    return resolve_device(device)
+
+
 def _validate(mcs, kT, seed, proposal, threads, checkpoint_every, target_grain_size, target_kind, log_every,
               out, resume) -> None:
     import numba
@@ -224,6 +244,8 @@ def simulate(
     seed: int = 0,
     *,
     proposal: Literal["neighbour", "distinct"] = "neighbour",
+    backend: Literal["numba", "torch"] = "numba",
+    device: Literal["auto", "cpu", "cuda"] = "auto",
     threads: int | None = None,
     out: str | os.PathLike | None = None,
     checkpoint_every: int = 0,
@@ -256,8 +278,13 @@ def simulate(
     proposal : {"neighbour", "distinct"}, optional
         "neighbour": the id of a random one of the 18 first and second neighbours (the paper's
         rule). "distinct": a random distinct other id among the 26 neighbours (SPPARKS potts/neigh).
+    backend : {"numba", "torch"}, optional
+        The sweep: the numba kernel (CPU) or the same rule in torch (:mod:`grainforge.potts.torch_kernel`,
+        docs/design.md §5.10); both give the same volume bit for bit.
+    device : {"auto", "cpu", "cuda"}, optional
+        torch device; "auto": CUDA when torch sees one, else the CPU. numba: "auto" or "cpu".
     threads : int, optional
-        numba threads (default: all).
+        CPU threads of numba or torch (default: all).
     out : str or path-like, optional
         Run directory to write: ``volume.zarr``, ``log.csv``, ``run.json`` (and ``checkpoint.npz``).
         None: nothing is written.
@@ -319,13 +346,18 @@ def simulate(
     shape = parse_size(size)
     _validate(mcs, kT, seed, proposal, threads, checkpoint_every, target_grain_size, target_kind, log_every,
               out, resume)
+    torch_device = _validate_backend(backend, device)
     check_memory(shape)
+    if torch_device is not None:
+        from grainforge.potts import torch_kernel
+
+        torch_kernel.check_memory(shape, proposal == "distinct", torch_device)
     out = ensure_writable_dir(out) if out is not None else None
     n_sites = math.prod(shape)
     options = _options(shape, kT, seed, proposal)
     record = RunRecord(out, "simulate", dict(options, mcs=mcs, threads=threads, checkpoint_every=checkpoint_every,
                                              target_grain_size=target_grain_size, target_kind=target_kind,
-                                             log_every=log_every), seed) if out is not None else None
+                                             log_every=log_every, backend=backend, device=device), seed) if out is not None else None
 
     if resume:
         ids, mcs_done, energy, log = _read_checkpoint(out / "checkpoint.npz", options)
@@ -340,18 +372,32 @@ def simulate(
 
     previous_threads = numba.get_num_threads()
     numba.set_num_threads(threads or numba.config.NUMBA_NUM_THREADS)
+    lattice = None  # numba sweeps ``ids`` in place; torch keeps its own copy on the device
+    if torch_device is not None:
+        import torch
+
+        from grainforge.potts.torch_kernel import TorchLattice
+
+        previous_torch_threads = torch.get_num_threads()
+        torch.set_num_threads(threads or previous_torch_threads)
+        lattice = TorchLattice(ids, kT, torch_device, distinct)
     t0 = time.perf_counter()
+
+    others_known = kernel.new_others_known(n_sites) if distinct and lattice is None else None
+
+    def current_ids() -> np.ndarray:
+        return ids if lattice is None else lattice.to_numpy()
 
     def measure(append: bool = True) -> bool:
         """Log the current state (when ``append``); True when the target grain size is reached."""
-        n_grains = kernel.count_ids(ids, marker)
+        n_grains = kernel.count_ids(ids, marker) if lattice is None else lattice.count_ids()
         mean_volume = n_sites / n_grains
         if append:
-            log.append({"mcs": mcs_done, "n_grains": n_grains, "mean_grain_volume": mean_volume, "energy": energy,
+            log.append({"mcs": mcs_done, "n_grains": n_grains, "mean_grain_volume": mean_volume, "energy": int(energy),
                         "wall_time_s": round(wall_offset + time.perf_counter() - t0, 4)})
         if target_grain_size is None:
             return False
-        size_now = equivalent_diameter(mean_volume) if target_kind == "diameter" else mean_section_area(ids)
+        size_now = equivalent_diameter(mean_volume) if target_kind == "diameter" else mean_section_area(current_ids())
         return size_now >= target_grain_size
 
     try:
@@ -362,17 +408,24 @@ def simulate(
         with progress_bar(disable=not progress) as bar:
             task = bar.add_task("simulate", total=None if mcs is None else mcs_limit, completed=mcs_done)
             while mcs_done < mcs_limit and not reached:
-                energy_change, _ = kernel.sweep(ids, seed, mcs_done, thresholds, distinct)
+                if lattice is None:
+                    energy_change, _ = kernel.sweep(ids, seed, mcs_done, thresholds, distinct, others_known)
+                else:
+                    energy_change, _ = lattice.sweep(seed, mcs_done)  # a device scalar: no host sync per step
                 energy += energy_change
                 mcs_done += 1
                 bar.update(task, advance=1)
                 if mcs_done % log_every == 0 or mcs_done == mcs_limit:
                     reached = measure()
                 if out is not None and checkpoint_every and mcs_done % checkpoint_every == 0:
-                    _write_checkpoint(out / "checkpoint.npz", ids, mcs_done, energy, log, options)
+                    _write_checkpoint(out / "checkpoint.npz", current_ids(), mcs_done, int(energy), log, options)
         if log[-1]["mcs"] != mcs_done:
             reached = measure()
+        ids = current_ids()
+        energy = int(energy)
     finally:
+        if lattice is not None:
+            torch.set_num_threads(previous_torch_threads)
         numba.set_num_threads(previous_threads)
 
     result = SimulationResult(ids=ids, log=log, mcs_done=mcs_done,
