@@ -1,4 +1,5 @@
-"""`grainforge experiment CONFIG --out RUN_DIR [--jobs N]`: the paper's tables, resumable, with a report."""
+"""`grainforge experiment CONFIG --out RUN_DIR [--jobs N | --cluster ADDRESS|slurm]`: the paper's tables,
+resumable, with a report."""
 
 from __future__ import annotations
 
@@ -12,7 +13,11 @@ def experiment(
                                            "(may start with 'base: NAME')."),
     out: Path = typer.Option(..., "--out", help="Run folder: results.csv, report.md, figures/, cached artefacts. "
                                                 "Rerun with the same --out to resume."),
-    jobs: int = typer.Option(1, "--jobs", help="Result rows trained in parallel processes (threads per job = cores // jobs)."),
+    jobs: int = typer.Option(1, "--jobs", help="Artefacts and rows as tasks on a local dask cluster of N worker processes "
+                                               "(threads per task = cores // N, or cluster.cores); 1 = all in this process."),
+    cluster: str | None = typer.Option(None, "--cluster", help="Run the tasks on a dask scheduler (tcp://HOST:8786, workers "
+                                                       "started with --nthreads 1) or 'slurm' (a SLURMCluster from the "
+                                                       "config's cluster: section)."),
     report_only: bool = typer.Option(False, "--report-only", help="Only re-render report.md from RUN_DIR/results.csv."),
 ) -> None:
     """Reproduce the paper's Tables 1, 3, 4 and the supplement on the configured data; write a report."""
@@ -25,8 +30,6 @@ def experiment(
     from grainforge.experiment import load_experiment_config, read_results, render_report, run_experiment
     from grainforge.experiment.report import aggregate
 
-    if jobs < 1:
-        raise UserError(f"--jobs: {jobs} must be >= 1")
     experiment_config = load_experiment_config(config)
     if report_only:
         if not (out / "results.csv").is_file():
@@ -34,7 +37,7 @@ def experiment(
         report = render_report(out, experiment_config)
     else:
         try:
-            report = run_experiment(experiment_config, out, jobs=jobs, progress=sys.stderr.isatty())
+            report = run_experiment(experiment_config, out, jobs=jobs, cluster=cluster, progress=sys.stderr.isatty())
         except KeyboardInterrupt:
             print(f"grainforge: interrupted; rerun the same command (same --out) to resume from {out / 'results.csv'}",
                   file=sys.stderr)
