@@ -23,7 +23,7 @@ from grainforge.experiment import RESULT_COLUMNS, compute_row, load_experiment_c
 from grainforge.experiment.layout import RunLayout
 from grainforge.experiment.rows import training_sources
 from grainforge.experiment.runner import ONE_TASK_PER_WORKER, slurm_options
-from grainforge.experiment.taskgraph import artefact_steps, row_steps
+from grainforge.experiment.taskgraph import REST, artefact_steps, row_steps
 
 #: Every table and artefact kind, at a size that trains each U-Net in well under a second on one thread
 #: (40 iterations of a 4-channel net: scores differ row by row, so mixed-up rows would show).
@@ -58,13 +58,10 @@ def _scores(path: Path) -> list[dict]:
 
 def _row_killing_its_worker(poison: Path, run_dir: Path, config, spec):
     """compute_row, except that the VICTIM row SIGKILLs its own worker process between training and
-    prediction while ``poison`` exists (a worker lost mid-row: out of memory, node failure, walltime);
-    a poison file that says ``once`` is removed by the first kill."""
+    prediction while ``poison`` exists (a worker lost mid-row: out of memory, node failure, walltime)."""
     if spec.setting == VICTIM and poison.exists():
         import grainforge.segment
 
-        if poison.read_text() == "once":
-            poison.unlink()
         grainforge.segment.predict = lambda *args, **kwargs: os.kill(os.getpid(), signal.SIGKILL)
     return compute_row(run_dir, config, spec)
 
@@ -94,21 +91,19 @@ def test_local_cluster_matches_in_process_and_a_killed_worker_costs_only_its_row
     # a scheduler as README's "Scaling out" starts one; first, a task lost with its worker is not retried
     with dask.config.set({**ONE_TASK_PER_WORKER, "distributed.scheduler.allowed-failures": 0}), \
             LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster:
-        poison.write_text("always")
-        with pytest.raises(UserError, match="not done: the worker running it was lost") as lost:
+        poison.touch()
+        with pytest.raises(UserError, match="not done: its worker was lost") as lost:
             run_experiment(config, run, cluster=cluster.scheduler_address, progress=False, row_fn=row_fn)
         # the victim and what was queued behind it on its worker are named; every other row is saved, as in-process
-        assert f"{VICTIM} f=1 seed=0" in str(lost.value)
+        named = str(lost.value).split("results.csv: ")[1].split(" not done")[0].split(", ")
+        assert f"{VICTIM} f=1 seed=0" in named
         saved = _scores(run / "results.csv")
-        assert saved == [row for row in expected if f"{row['setting']} f=1 seed=0" not in str(lost.value)]
+        assert saved == [row for row in expected if f"{row['setting']} f={row['real_fraction']} seed=0" not in named]
         victim = RunLayout(run).row(VICTIM, 1.0, 0)
         assert (victim / "model" / "best.pt").is_file() and not (victim / "metrics.json").exists()  # died mid-row
 
-        # the rerun: its victim kills its worker once more, dask retries the row on the other worker
-        cluster.scheduler.allowed_failures = 3  # the default
-        poison.write_text("once")
-        run_experiment(config, run, cluster=cluster.scheduler_address, progress=False, row_fn=row_fn)
-        assert not poison.exists()
+        poison.unlink()
+        run_experiment(config, run, cluster=cluster.scheduler_address, progress=False)  # the rerun, default rows
     assert _scores(run / "results.csv") == expected
     assert list(read_csv(run / "results.csv")[0]) == list(RESULT_COLUMNS)
     # artefact tasks ran at once on two workers and each merged its timings into artefacts.json
@@ -122,8 +117,8 @@ def test_row_dependencies_cover_every_folder_a_row_reads(reference: Path):
     layout = RunLayout(reference)
     specs = plan_rows(config)
     steps = artefact_steps(config, layout, specs)
-    assert list(steps)[:2] == ["real", "sections"] and list(steps)[-1] == "rest"
-    assert set(steps["rest"].needs) == set(steps) - {"rest"}
+    assert list(steps)[:2] == ["real", "sections"] and list(steps)[-1] == REST
+    assert set(steps[REST].needs) == set(steps) - {REST}
     for spec in specs:
         real, _, extras, test = training_sources(layout, config, spec)
         outputs = [out for name in row_steps(spec) for out in steps[name].outputs]
@@ -160,14 +155,15 @@ def test_bad_cluster_section_is_a_user_error(tmp_path: Path, cluster: dict, frag
     assert fragment in str(err.value)
 
 
-def test_cli_cluster_option_errors_before_any_work(tmp_path: Path):
+def test_cluster_options_are_checked_before_any_work(tmp_path: Path):
     out = tmp_path / "run"
     no_cores = tmp_path / "no_cores.yaml"
     no_cores.write_text(yaml.safe_dump({"base": "demo"}))
     assert_user_error(run_cli("experiment", no_cores, "--out", out, "--cluster", "slurm"),
                       "--cluster slurm: the config's cluster: section must give cores")
-    assert_user_error(run_cli("experiment", "demo", "--out", out, "--cluster", "tcp://localhost:8786", "--jobs", "2"),
-                      "--jobs 2 and --cluster tcp://localhost:8786: give one")
-    assert_user_error(run_cli("experiment", "demo", "--out", out, "--cluster", "mycluster"),
-                      "--cluster mycluster: give a dask scheduler address")
+    config = load_experiment_config("demo")
+    with pytest.raises(UserError, match="--jobs 2 and --cluster tcp://localhost:8786: give one"):
+        run_experiment(config, out, jobs=2, cluster="tcp://localhost:8786")
+    with pytest.raises(UserError, match="--cluster mycluster: give a dask scheduler address"):
+        run_experiment(config, out, cluster="mycluster")
     assert not out.exists()

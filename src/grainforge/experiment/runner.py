@@ -231,7 +231,7 @@ def dask_client(jobs: int, cluster: str | None, settings: ClusterConfig,
 
         with dask.config.set(ONE_TASK_PER_WORKER), SLURMCluster(**slurm_options(settings, log_dir)) as slurm, \
                 Client(slurm) as client:
-            slurm.scale(jobs=settings.jobs)
+            slurm.adapt(minimum_jobs=settings.jobs, maximum_jobs=settings.jobs)  # replaces jobs that end
             yield client, settings.cores
     else:
         try:
@@ -305,7 +305,7 @@ def run_row_tasks(client, specs: Sequence[RowSpec], row_fn: RowFunction, results
         other = [error for _, error in failures if not isinstance(error, KilledWorker)]
         if other:
             raise other[0]
-        raise UserError(f"{results_path}: {', '.join(lost)} not done: the worker running it was lost (killed, out of "
-                        f"memory or out of walltime); {len(results.finished)} other model(s) are saved: rerun the same "
-                        "command to compute the rest")
+        raise UserError(f"{results_path}: {', '.join(lost)} not done: its worker was lost (killed, out of memory or "
+                        f"walltime) more often than dask retries; {len(results.finished)} row(s) of this run are saved: "
+                        "rerun the same command to compute the rest")
     return results.rows()

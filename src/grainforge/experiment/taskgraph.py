@@ -27,7 +27,7 @@ SETTING_NEEDS = {
     "real+synthetic+microscope": ("synthetic", "microscope"), "synthetic-split": ("supplement",),
 }
 #: The step that runs prepare_artefacts after all others.
-REST = "rest"
+REST = "all-artefacts"
 
 
 @dataclass(frozen=True)
