@@ -146,6 +146,7 @@ def test_cluster_section_becomes_the_slurm_job_script(tmp_path: Path):
     ({"gpus": 2}, "cluster.gpus: 2 must be 0 or 1"),
     ({"memory": "lots"}, "cluster.memory: 'lots' is not a size"),
     ({"walltime": "4h"}, "cluster.walltime: '4h' is not a Slurm time"),
+    ({"walltime": 43200}, "cluster.walltime: '43200' is not a Slurm time"),  # YAML's reading of an unquoted 12:00:00
     ({"cores": 0}, "cluster.jobs / cluster.cores: 4 / 0 must be >= 1"),
     ({"qeue": "gpu"}, "cluster: unknown key(s) qeue"),
 ])

@@ -109,7 +109,7 @@ class ClusterConfig:
     jobs: int = 4                    # Slurm jobs (= dask workers) kept running
     cores: int | None = None         # CPU cores per job and threads per task; required by --cluster slurm
     memory: str = "16GB"             # memory per job
-    walltime: str = "04:00:00"       # time limit per job (a job that ends loses its row; rerun to finish)
+    walltime: str = "04:00:00"       # time limit per job, quoted in YAML (a job that ends loses its task: retried)
     gpus: int = 0                    # GPUs per job: 0 or 1 (a task uses one device)
     queue: str | None = None         # Slurm partition (sbatch -p)
     account: str | None = None       # Slurm account (sbatch -A)
@@ -128,8 +128,9 @@ class ClusterConfig:
             parse_bytes(self.memory)
         except ValueError as err:
             raise UserError(f"cluster.memory: {self.memory!r} is not a size; write it like 16GB or 64GiB") from err
-        if not re.fullmatch(r"\d+(-\d{1,2})?(:\d{2}){0,2}", self.walltime):
-            raise UserError(f"cluster.walltime: {self.walltime!r} is not a Slurm time; write it like 04:00:00 or 1-12:00:00")
+        if not re.fullmatch(r"(\d+-)?\d+(:\d{2}){1,2}", self.walltime):
+            raise UserError(f"cluster.walltime: {self.walltime!r} is not a Slurm time; write it like \"04:00:00\" or "
+                            "\"1-12:00:00\", in quotes (YAML reads an unquoted 12:00:00 as 43200 seconds)")
 
 
 @dataclass(frozen=True)
