@@ -79,10 +79,10 @@ def run_experiment(config: ExperimentConfig, run_dir: str | Path, jobs: int = 1,
 
         from grainforge.experiment.taskgraph import portable, run_experiment_tasks
 
-        config, layout = portable(config), RunLayout(run_dir.resolve())
+        task_config, layout = portable(config), RunLayout(run_dir.resolve())  # paths that hold on any worker
         with record.phase("artefacts and rows"):
-            run_experiment_tasks(config, layout, plan_rows(config),
-                                 row_fn or functools.partial(compute_row, layout.root, config),
+            run_experiment_tasks(task_config, layout, plan_rows(config),
+                                 row_fn or functools.partial(compute_row, layout.root, task_config),
                                  jobs=jobs, cluster=cluster, progress=progress)
         record.data["versions"]["distributed"] = distributed_version
     with record.phase("report"):
