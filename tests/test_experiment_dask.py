@@ -2,7 +2,8 @@
 training, a LocalCluster of 2 workers writes the results.csv of the in-process run; a worker killed
 mid-row costs that row only and a rerun completes it with the same numbers; the row -> artefact
 dependencies cover every folder a row reads; the config's cluster: section becomes the Slurm job
-script it should. No cluster and no GPU needed."""
+script it should, and jobs submitted through a stand-in sbatch (the job script run on this machine)
+start workers that run rows with the configured threads. No cluster and no GPU needed."""
 
 from __future__ import annotations
 
@@ -19,10 +20,11 @@ import yaml
 from conftest import assert_user_error, run_cli
 from grainforge.data.io import read_csv
 from grainforge.errors import UserError
-from grainforge.experiment import RESULT_COLUMNS, compute_row, load_experiment_config, plan_rows, run_experiment
+from grainforge.experiment import (RESULT_COLUMNS, RowSpec, compute_row, load_experiment_config, plan_rows,
+                                   run_experiment)
 from grainforge.experiment.layout import RunLayout
 from grainforge.experiment.rows import training_sources
-from grainforge.experiment.runner import ONE_TASK_PER_WORKER, slurm_options
+from grainforge.experiment.runner import ONE_TASK_PER_WORKER, dask_client, run_row_tasks, slurm_options
 from grainforge.experiment.taskgraph import REST, artefact_steps, row_steps
 
 #: Every table and artefact kind, at a size that trains each U-Net in well under a second on one thread
@@ -140,6 +142,40 @@ def test_cluster_section_becomes_the_slurm_job_script(tmp_path: Path):
                  "#SBATCH -t 1-02:00:00", "#SBATCH --gres=gpu:1", "#SBATCH --constraint=h200", "module load cuda"):
         assert line in script, (line, script)
     assert "--nthreads 1 --memory-limit 29.80GiB" in script  # one task at a time per job, the memory of the job
+
+
+FAKE_SBATCH = """#!/bin/bash
+# stand-in for Slurm's sbatch: run a copy of the job script on this machine; print a job id as sbatch does
+id=$RANDOM
+cp "$1" "{folder}/job-$id.sh"
+nohup bash "{folder}/job-$id.sh" > "{folder}/job-$id.out" 2>&1 &
+echo $! > "{folder}/job-$id.pid"
+echo "Submitted batch job $id"
+"""
+FAKE_SCANCEL = """#!/bin/bash
+for id in "$@"; do pid=$(cat "{folder}/job-$id.pid") && pkill -TERM -P "$pid"; kill "$pid"; done 2> /dev/null; true
+"""
+
+
+def _threads_seen(spec) -> dict:
+    """A row that reports, as its iterations, the OpenMP threads its task was given."""
+    return {"map": 0.5, "iterations": int(os.environ["OMP_NUM_THREADS"])}
+
+
+def test_slurm_jobs_start_workers_that_run_the_rows(tmp_path: Path, monkeypatch):
+    for name, text in (("sbatch", FAKE_SBATCH), ("scancel", FAKE_SCANCEL)):
+        (tmp_path / name).write_text(text.format(folder=tmp_path))
+        (tmp_path / name).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    settings = _config(tmp_path, cluster={"jobs": 1, "cores": 2, "memory": "2GB", "walltime": "00:10:00",
+                                          "prologue": ["echo prologue ran",  # and the row function's module:
+                                                       f"export PYTHONPATH={Path(__file__).parent}:$PYTHONPATH"]}).cluster
+    specs = [RowSpec("table4", "real", 0.25, seed) for seed in range(3)]
+    with dask_client(1, "slurm", settings, tmp_path / "logs") as (client, threads):
+        rows = run_row_tasks(client, specs, _threads_seen, tmp_path / "results.csv", threads=threads, progress=False)
+    assert [(row["seed"], row["iterations"]) for row in rows] == [(0, 2), (1, 2), (2, 2)]
+    (job,) = tmp_path.glob("job-*.out")
+    assert job.read_text().startswith("prologue ran")
 
 
 @pytest.mark.parametrize("cluster, fragment", [
