@@ -306,6 +306,6 @@ def run_row_tasks(client, specs: Sequence[RowSpec], row_fn: RowFunction, results
         if other:
             raise other[0]
         raise UserError(f"{results_path}: {', '.join(lost)} not done: its worker was lost (killed, out of memory or "
-                        f"walltime) more often than dask retries; {len(results.finished)} row(s) of this run are saved: "
-                        "rerun the same command to compute the rest")
+                        f"walltime, or it could not load the task: see the worker logs) more often than dask retries; "
+                        f"{len(results.finished)} row(s) of this run are saved: rerun the same command to compute the rest")
     return results.rows()
