@@ -90,7 +90,8 @@ def test_local_cluster_matches_in_process_and_a_killed_worker_costs_only_its_row
     row_fn = functools.partial(_row_killing_its_worker, poison, run.resolve(), config)
     expected = _scores(reference / "results.csv")
     assert len(expected) == len(plan_rows(config)) == 10
-    # a scheduler as README's "Scaling out" starts one; first, a task lost with its worker is not retried
+    # --cluster ADDRESS: a scheduler as README's "Scaling out" starts one, except that a task lost with its worker
+    # is not retried
     with dask.config.set({**ONE_TASK_PER_WORKER, "distributed.scheduler.allowed-failures": 0}), \
             LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster:
         poison.touch()
@@ -104,8 +105,8 @@ def test_local_cluster_matches_in_process_and_a_killed_worker_costs_only_its_row
         victim = RunLayout(run).row(VICTIM, 1.0, 0)
         assert (victim / "model" / "best.pt").is_file() and not (victim / "metrics.json").exists()  # died mid-row
 
-        poison.unlink()
-        run_experiment(config, run, cluster=cluster.scheduler_address, progress=False)  # the rerun, default rows
+    poison.unlink()
+    run_experiment(config, run, jobs=2, progress=False)  # the rerun: --jobs 2, its own LocalCluster, the default rows
     assert _scores(run / "results.csv") == expected
     assert list(read_csv(run / "results.csv")[0]) == list(RESULT_COLUMNS)
     # artefact tasks ran at once on two workers and each merged its timings into artefacts.json
