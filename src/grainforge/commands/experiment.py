@@ -1,4 +1,5 @@
-"""`grainforge experiment CONFIG --out RUN_DIR [--jobs N]`: the paper's tables, resumable, with a report."""
+"""`grainforge experiment CONFIG --out RUN_DIR [--jobs N | --cluster ADDRESS|slurm] [--dry-run]`: the paper's
+tables, resumable, with a report."""
 
 from __future__ import annotations
 
@@ -12,7 +13,11 @@ def experiment(
                                            "(may start with 'base: NAME')."),
     out: Path = typer.Option(None, "--out", help="Run folder: results.csv, report.md, figures/, cached artefacts. "
                                                  "Rerun with the same --out to resume. Not needed with --dry-run."),
-    jobs: int = typer.Option(1, "--jobs", help="Result rows trained in parallel processes (threads per job = cores // jobs)."),
+    jobs: int = typer.Option(1, "--jobs", help="Artefacts and rows as tasks on a local dask cluster of N worker processes "
+                                               "(threads per task = cores // N, or cluster.cores); 1 = all in this process."),
+    cluster: str | None = typer.Option(None, "--cluster", help="Run the tasks on a dask scheduler (tcp://HOST:8786, workers "
+                                                       "started with --nthreads 1) or 'slurm' (a SLURMCluster from the "
+                                                       "config's cluster: section)."),
     report_only: bool = typer.Option(False, "--report-only", help="Only re-render report.md from RUN_DIR/results.csv."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print every table, row, count and hyper-parameter the run "
                                                           "would use, beside the paper's values; run nothing."),
@@ -27,8 +32,6 @@ def experiment(
     from grainforge.experiment import load_experiment_config, read_results, render_report, run_experiment
     from grainforge.experiment.report import aggregate
 
-    if jobs < 1:
-        raise UserError(f"--jobs: {jobs} must be >= 1")
     experiment_config = load_experiment_config(config)
     if dry_run:
         print_dry_run(experiment_config, Console() if sys.stdout.isatty() else Console(width=160))  # piped: no wrapping
@@ -41,7 +44,7 @@ def experiment(
         report = render_report(out, experiment_config)
     else:
         try:
-            report = run_experiment(experiment_config, out, jobs=jobs, progress=sys.stderr.isatty())
+            report = run_experiment(experiment_config, out, jobs=jobs, cluster=cluster, progress=sys.stderr.isatty())
         except KeyboardInterrupt:
             print(f"grainforge: interrupted; rerun the same command (same --out) to resume from {out / 'results.csv'}",
                   file=sys.stderr)

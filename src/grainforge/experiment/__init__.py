@@ -3,11 +3,12 @@ beyond-the-paper microscope baseline, run from one config into one run folder wi
 
 ``run_experiment`` = build the shared artefacts (real split, simulation, sections, plain and
 microscope images, one pix2pix per real fraction) -> train/score one U-Net per result row
-(resumable, ``jobs`` in parallel) -> render report.md.
+(resumable; in parallel as dask tasks, ``runner`` and ``taskgraph``) -> render report.md.
 
 Modules, each importing only those before it: ``config`` (the experiment config) -> ``layout``
 (run folder paths, done markers) -> ``paper`` (the paper's numbers), ``runner`` (row plan, resumable
-results.csv) -> ``artefacts`` (shared inputs), ``rows`` (one U-Net per row) -> ``figures`` -> ``report``.
+results.csv, dask clients) -> ``artefacts`` (shared inputs), ``rows`` (one U-Net per row) -> ``taskgraph``
+(artefacts and rows as dask tasks) -> ``figures`` -> ``report``.
 """
 
 from __future__ import annotations
@@ -26,14 +27,15 @@ from grainforge.experiment.config import (BUILTIN_DEMO, TABLES, ExperimentConfig
 from grainforge.experiment.layout import RunLayout
 from grainforge.experiment.report import render_report
 from grainforge.experiment.rows import compute_row
-from grainforge.experiment.runner import RESULT_COLUMNS, RowFunction, RowSpec, plan_rows, read_results, run_rows
+from grainforge.experiment.runner import (RESULT_COLUMNS, RowFunction, RowSpec, check_cluster_options, plan_rows,
+                                          read_results, run_rows)
 
 __all__ = ["BUILTIN_DEMO", "RESULT_COLUMNS", "TABLES", "ExperimentConfig", "RowSpec", "compute_row",
            "load_experiment_config", "plan_rows", "read_results", "render_report", "run_experiment", "run_rows",
            "shipped_configs"]
 
 #: Config keys that may change between a run and its resumption (they only select rows or figures).
-RESUMABLE_CHANGES = ("seeds", "fractions", "tables", "no_data_images", "device")
+RESUMABLE_CHANGES = ("seeds", "fractions", "tables", "no_data_images", "device", "cluster")
 
 
 def check_same_config(run_dir: Path, config: ExperimentConfig) -> None:
@@ -54,27 +56,40 @@ def check_same_config(run_dir: Path, config: ExperimentConfig) -> None:
 
 
 def run_experiment(config: ExperimentConfig, run_dir: str | Path, jobs: int = 1, progress: bool = True,
-                   row_fn: RowFunction | None = None) -> Path:
+                   row_fn: RowFunction | None = None, cluster: str | None = None) -> Path:
     """Run (or resume) an experiment in ``run_dir``; returns the path of report.md.
 
     ``row_fn`` replaces the U-Net row function (tests inject a fake one); by default every row trains
-    with :func:`compute_row`. Rows already in results.csv are not recomputed.
+    with :func:`compute_row`. Rows already in results.csv are not recomputed. ``jobs`` 1 without
+    ``cluster`` runs everything here; ``jobs`` > 1 (a dask LocalCluster) or ``cluster`` (a scheduler
+    address or ``slurm``) runs artefacts and rows as dask tasks (:mod:`grainforge.experiment.taskgraph`).
     """
     from grainforge.runinfo import RunRecord
 
-    if jobs < 1:
-        raise UserError(f"jobs {jobs}: must be >= 1")
+    check_cluster_options(jobs, cluster, config.cluster)
     run_dir = ensure_writable_dir(run_dir)
     check_same_config(run_dir, config)
     save_config(config, run_dir / "config.yaml")
     record = RunRecord(run_dir, command="experiment", config=config_to_dict(config), seed=config.seeds[0])
     layout = RunLayout(run_dir)
-    with record.phase("artefacts"):
-        prepare_artefacts(config, layout, progress=progress)
-    with record.phase("rows"):
-        run_rows(plan_rows(config), row_fn or functools.partial(compute_row, run_dir, config),
-                 layout.results, jobs=jobs, progress=progress)
+    if jobs == 1 and cluster is None:
+        with record.phase("artefacts"):
+            prepare_artefacts(config, layout, progress=progress)
+        with record.phase("rows"):
+            run_rows(plan_rows(config), row_fn or functools.partial(compute_row, run_dir, config),
+                     layout.results, progress=progress)
+    else:
+        from distributed import __version__ as distributed_version
+
+        from grainforge.experiment.taskgraph import portable, run_experiment_tasks
+
+        task_config, layout = portable(config), RunLayout(run_dir.resolve())  # paths that hold on any worker
+        with record.phase("artefacts and rows"):
+            run_experiment_tasks(task_config, layout, plan_rows(config),
+                                 row_fn or functools.partial(compute_row, layout.root, task_config),
+                                 jobs=jobs, cluster=cluster, progress=progress)
+        record.data["versions"]["distributed"] = distributed_version
     with record.phase("report"):
         report = render_report(run_dir, config)
-    record.write(jobs=jobs)
+    record.write(jobs=jobs, cluster=cluster)
     return report

@@ -8,6 +8,7 @@ before any work starts.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -106,6 +107,41 @@ class StageConfig:
 
 
 @dataclass(frozen=True)
+class ClusterConfig:
+    """Where ``experiment --cluster slurm`` runs: a ``dask_jobqueue.SLURMCluster`` of ``jobs`` Slurm jobs,
+    one dask worker per job running one task (a row or an artefact) at a time with ``cores`` threads.
+    ``cores`` also sets the threads of a task under ``--jobs N`` (default: the machine's cores // N) and
+    ``--cluster ADDRESS`` (default: the CPUs the worker may use). Sizes as dask writes them (16GB, 64GiB),
+    walltime as Slurm does (HH:MM:SS, D-HH:MM:SS)."""
+
+    jobs: int = 4                    # Slurm jobs (= dask workers) kept running
+    cores: int | None = None         # CPU cores per job and threads per task; required by --cluster slurm
+    memory: str = "16GB"             # memory per job
+    walltime: str = "04:00:00"       # time limit per job, quoted in YAML (a job that ends loses its task: retried)
+    gpus: int = 0                    # GPUs per job: 0 or 1 (a task uses one device)
+    queue: str | None = None         # Slurm partition (sbatch -p)
+    account: str | None = None       # Slurm account (sbatch -A)
+    interface: str | None = None     # network interface the workers listen on, e.g. ib0 (null: dask's choice)
+    job_extra: list[str] = field(default_factory=list)   # more sbatch options, e.g. ["--constraint=h200"]
+    prologue: list[str] = field(default_factory=list)    # shell lines before the worker starts, e.g. module load
+
+    def validate(self) -> None:
+        from dask.utils import parse_bytes
+
+        if self.jobs < 1 or (self.cores is not None and self.cores < 1):
+            raise UserError(f"cluster.jobs / cluster.cores: {self.jobs} / {self.cores} must be >= 1")
+        if self.gpus not in (0, 1):
+            raise UserError(f"cluster.gpus: {self.gpus} must be 0 or 1 (a row uses one GPU; ask for more jobs instead)")
+        try:
+            parse_bytes(self.memory)
+        except ValueError as err:
+            raise UserError(f"cluster.memory: {self.memory!r} is not a size; write it like 16GB or 64GiB") from err
+        if not re.fullmatch(r"(\d+-)?\d+(:\d{2}){1,2}", self.walltime):
+            raise UserError(f"cluster.walltime: {self.walltime!r} is not a Slurm time; write it like \"04:00:00\" or "
+                            "\"1-12:00:00\", in quotes (YAML reads an unquoted 12:00:00 as 43200 seconds)")
+
+
+@dataclass(frozen=True)
 class ExperimentConfig:
     """One experiment: what to compare, on what data, how long to train, and how many seeds."""
 
@@ -119,6 +155,7 @@ class ExperimentConfig:
     supplement_ratio: float = 2.8    # simulated train : test images of the supplement
     device: str = "auto"
     no_data_images: bool = False     # omit every figure that shows the data (for data not ours to publish)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)   # --cluster slurm; threads per task
 
     def validate(self) -> None:
         if not self.fractions:

@@ -113,7 +113,12 @@ class RunLayout:
         return json.loads(self.timings.read_text()) if self.timings.is_file() else {}
 
     def add_timings(self, **values) -> None:
-        write_json(self.timings, {**self.read_timings(), **values})
+        """Merge ``values`` into artefacts.json; a file lock keeps artefacts built at once on dask workers
+        from losing each other's values."""
+        from filelock import FileLock
+
+        with FileLock(self.root / ".artefacts.json.lock"):
+            write_json(self.timings, {**self.read_timings(), **values})
 
 
 def is_done(folder: Path) -> bool:

@@ -1,21 +1,26 @@
-"""The runner core: the plan of rows, and running them with resume, atomic CSV and parallel jobs.
+"""The runner core: the plan of rows, and running them with resume, atomic CSV, in this process or as
+tasks on a dask.distributed cluster (a LocalCluster of ``--jobs N`` workers, a scheduler address, Slurm).
 
 A row is one (table, setting, real_fraction, seed); a row function maps it to a metrics dict.
-``results.csv`` is rewritten atomically after every finished row, and rows already in it are
-skipped, so a crash or Ctrl-C loses at most the rows in progress.
+``results.csv`` is rewritten atomically, by this process only, after every finished row, and rows
+already in it are skipped, so a crash, a Ctrl-C or a lost worker loses at most the rows in progress.
 """
 
 from __future__ import annotations
 
-import multiprocessing
+import functools
+import logging
 import os
-from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+import sys
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from grainforge.data.io import read_csv, write_csv
-from grainforge.experiment.config import ExperimentConfig
+from grainforge.errors import UserError
+from grainforge.experiment.config import ClusterConfig, ExperimentConfig
 from grainforge.experiment.layout import format_fraction
 from grainforge.progress import progress_bar
 
@@ -100,10 +105,38 @@ def read_results(path: str | os.PathLike) -> list[dict]:
     return read_csv(path) if Path(path).is_file() else []
 
 
-def _init_worker(threads: int) -> None:
-    """Limit the math libraries of a job process to its share of the cores (before torch is imported)."""
-    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
-        os.environ[name] = str(threads)
+class ResultsFile:
+    """results.csv of a run: the rows of ``specs`` still to compute, grouped by model, and the atomic
+    rewrite after each finished model (rows of earlier runs first, then in plan order)."""
+
+    def __init__(self, specs: Sequence[RowSpec], path: str | os.PathLike):
+        self.specs, self.path = list(specs), Path(path)
+        self.existing = read_results(path)
+        done = {_row_key(row) for row in self.existing}
+        self.todo: dict[tuple, list[RowSpec]] = {}  # model key -> the rows it answers
+        for spec in self.specs:
+            if spec.key not in done:
+                self.todo.setdefault(spec.model_key, []).append(spec)
+        self.finished: dict[tuple, dict] = {}
+
+    @property
+    def n_done(self) -> int:
+        """Rows of ``specs`` already in the file when it was opened."""
+        return len(self.specs) - sum(map(len, self.todo.values()))
+
+    def record(self, group: list[RowSpec], metrics: dict) -> None:
+        """Add the rows of one model and rewrite the file atomically."""
+        for spec in group:
+            self.finished[spec.key] = _result_row(spec, metrics)
+        write_csv(self.path, self.rows(), RESULT_COLUMNS)
+
+    def rows(self) -> list[dict]:
+        """Every result row: earlier runs', then this run's in plan order."""
+        return [*self.existing, *(self.finished[s.key] for s in self.specs if s.key in self.finished)]
+
+
+def _describe(spec: RowSpec) -> str:
+    return f"{spec.setting} f={format_fraction(spec.real_fraction)} seed={spec.seed}"
 
 
 def run_rows(specs: Sequence[RowSpec], row_fn: RowFunction, results_path: str | os.PathLike, jobs: int = 1,
@@ -111,46 +144,171 @@ def run_rows(specs: Sequence[RowSpec], row_fn: RowFunction, results_path: str | 
     """Run the rows of ``specs`` missing from ``results_path`` with ``row_fn``; returns all result rows.
 
     ``row_fn`` runs once per :attr:`RowSpec.model_key`; its metrics fill every row sharing that key.
-    After each finished row the CSV is rewritten atomically (rows of earlier runs first, then in plan
-    order). ``jobs`` > 1 runs rows in that many spawned processes with cores // jobs threads each
-    (``row_fn`` must then be picklable: a module-level function or a functools.partial of one).
+    After each finished row the CSV is rewritten atomically. ``jobs`` > 1 runs the rows as tasks on a
+    dask LocalCluster of that many worker processes (see :func:`dask_client`, :func:`run_row_tasks`;
+    ``row_fn`` must then be picklable: a module-level function or a functools.partial of one).
     """
-    existing = read_results(results_path)
-    done = {_row_key(row) for row in existing}
-    todo: dict[tuple, list[RowSpec]] = {}  # model key -> the rows it answers
-    for spec in specs:
-        if spec.key not in done:
-            todo.setdefault(spec.model_key, []).append(spec)
-    finished: dict[tuple, dict] = {}
-
-    def record(group: list[RowSpec], metrics: dict) -> None:
-        for spec in group:
-            finished[spec.key] = _result_row(spec, metrics)
-        ordered = [finished[s.key] for s in specs if s.key in finished]
-        write_csv(results_path, [*existing, *ordered], RESULT_COLUMNS)
-
+    if jobs > 1:
+        with dask_client(jobs, None, ClusterConfig()) as (client, threads):
+            return run_row_tasks(client, specs, row_fn, results_path, threads=threads, progress=progress)
+    results = ResultsFile(specs, results_path)
     with progress_bar(disable=not progress) as bar:
-        task = bar.add_task("experiment rows", total=len(specs), completed=len(specs) - sum(map(len, todo.values())))
-        if jobs <= 1:
-            for group in todo.values():
-                spec = group[0]
-                bar.update(task, description=f"{spec.setting} f={format_fraction(spec.real_fraction)} seed={spec.seed}")
-                record(group, row_fn(spec))
-                bar.update(task, advance=len(group))
-        elif todo:
-            threads = max(1, (os.cpu_count() or 1) // jobs)
-            context = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker, initargs=(threads,)) as pool:
-                pending = {pool.submit(row_fn, group[0]): group for group in todo.values()}
-                try:
-                    while pending:
-                        finished_now, _ = wait(pending, return_when=FIRST_COMPLETED)
-                        for future in finished_now:
-                            group = pending.pop(future)
-                            record(group, future.result())
-                            bar.update(task, advance=len(group))
-                except BaseException:
-                    pool.shutdown(wait=False, cancel_futures=True)
-                    raise
-    return [*existing, *(finished[s.key] for s in specs if s.key in finished)]
+        task = bar.add_task("experiment rows", total=len(specs), completed=results.n_done)
+        for group in results.todo.values():
+            bar.update(task, description=_describe(group[0]))
+            results.record(group, row_fn(group[0]))
+            bar.update(task, advance=len(group))
+    return results.rows()
 
+
+# ---------------------------------------------------------------- dask
+
+
+#: Environment variables that size the thread pools of OpenMP, MKL, OpenBLAS (numpy, torch) and numba.
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")
+
+
+#: Scheduler setting of our clusters: hand a worker a task only when its slot is free (tasks run for
+#: minutes, and a task queued on a worker that dies counts as failed there).
+ONE_TASK_PER_WORKER = {"distributed.scheduler.worker-saturation": 1.0}
+
+
+def use_threads(threads: int | None) -> None:
+    """Size this process's math-library thread pools to ``threads`` (None: the CPUs it may run on).
+
+    A dask worker starts with one OpenMP thread; a task calls this first, before it imports torch or
+    numba (their pools read the environment once), and resizes the pools of those already imported.
+    """
+    if threads is None:
+        threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    for name in THREAD_VARIABLES:
+        os.environ[name] = str(threads)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
+    if "numba" in sys.modules:
+        numba = sys.modules["numba"]
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+
+
+def run_task(fn: Callable[[], object], threads: int | None, *needs: object) -> object:
+    """What a worker runs: ``fn()`` with ``threads`` threads. ``needs`` are the results of the tasks it
+    waits for (dask passes them in once they are finished); they only order the tasks."""
+    use_threads(threads)
+    return fn()
+
+
+def check_cluster_options(jobs: int, cluster: str | None, settings: ClusterConfig) -> None:
+    """UserError, before any work, for ``--jobs``/``--cluster`` values :func:`dask_client` cannot use."""
+    if jobs < 1:
+        raise UserError(f"--jobs: {jobs} must be >= 1")
+    if cluster is not None and jobs != 1:
+        raise UserError(f"--jobs {jobs} and --cluster {cluster}: give one (a cluster's size is its own)")
+    if cluster == "slurm" and settings.cores is None:
+        raise UserError("--cluster slurm: the config's cluster: section must give cores (CPU cores per Slurm job)")
+    if cluster not in (None, "slurm") and ":" not in cluster:
+        raise UserError(f"--cluster {cluster}: give a dask scheduler address (tcp://HOST:8786) or slurm")
+
+
+@contextmanager
+def dask_client(jobs: int, cluster: str | None, settings: ClusterConfig,
+                log_dir: Path | None = None) -> Iterator[tuple[object, int | None]]:
+    """A ``distributed.Client`` and the threads each task gets, for one of three kinds of cluster.
+
+    ``cluster`` None: a LocalCluster of ``jobs`` worker processes with one task slot each, torn down on
+    exit. ``"slurm"``: a ``dask_jobqueue.SLURMCluster`` of ``settings.jobs`` jobs (:func:`slurm_options`),
+    cancelled on exit; job logs go to ``log_dir``. Else a scheduler address (``tcp://HOST:8786``) whose
+    workers the user started (one task slot each: ``dask worker ADDRESS --nthreads 1``).
+    """
+    import dask
+    from distributed import Client, LocalCluster
+
+    if cluster is None:
+        threads = settings.cores or max(1, (os.cpu_count() or 1) // jobs)
+        env = {name: str(threads) for name in THREAD_VARIABLES}
+        with dask.config.set(ONE_TASK_PER_WORKER), LocalCluster(
+                n_workers=jobs, threads_per_worker=1, processes=True, memory_limit=0, dashboard_address=None,
+                silence_logs=logging.ERROR, env=env) as local, Client(local) as client:
+            yield client, threads
+    elif cluster == "slurm":
+        from dask_jobqueue import SLURMCluster
+
+        with dask.config.set(ONE_TASK_PER_WORKER), SLURMCluster(**slurm_options(settings, log_dir)) as slurm, \
+                Client(slurm) as client:
+            slurm.adapt(minimum_jobs=settings.jobs, maximum_jobs=settings.jobs)  # replaces jobs that end
+            yield client, settings.cores
+    else:
+        try:
+            client = Client(cluster, timeout="20s")
+        except OSError as err:
+            raise UserError(f"--cluster {cluster}: no dask scheduler answers there ({err}); start one with "
+                            "'dask scheduler' and workers with 'dask worker ADDRESS --nthreads 1'") from err
+        with client:
+            yield client, settings.cores
+
+
+def slurm_options(settings: ClusterConfig, log_dir: Path | None = None) -> dict:
+    """``dask_jobqueue.SLURMCluster`` keyword arguments for the config's ``cluster:`` section: one worker
+    with one task slot per job (``cores=1``), ``job_cpu`` = ``settings.cores`` CPUs booked for its threads."""
+    gres = [f"--gres=gpu:{settings.gpus}"] if settings.gpus else []
+    return dict(cores=1, processes=1, job_cpu=settings.cores, memory=settings.memory, walltime=settings.walltime,
+                queue=settings.queue, account=settings.account, interface=settings.interface,
+                job_extra_directives=[*gres, *settings.job_extra], job_script_prologue=list(settings.prologue),
+                log_directory=None if log_dir is None else str(log_dir))
+
+
+def task_key(kind: str, name: str, run_token: str) -> str:
+    """A task's name on the scheduler (its dashboard shows ``kind-name``), unique to one run."""
+    return f"{kind}-{name}-{run_token}"
+
+
+def new_run_token() -> str:
+    """A token that keeps the task keys of two runs on one scheduler apart."""
+    return uuid.uuid4().hex[:8]
+
+
+def run_row_tasks(client, specs: Sequence[RowSpec], row_fn: RowFunction, results_path: str | os.PathLike, *,
+                  threads: int | None = None, needs: Callable[[RowSpec], list] | None = None,
+                  artefacts: dict | None = None, run_token: str | None = None, progress: bool = True) -> list[dict]:
+    """Run the rows of ``specs`` missing from ``results_path`` as tasks of ``client``; returns all result rows.
+
+    One task per model (as :func:`run_rows`); a row's task waits for the futures ``needs(spec)``
+    (the artefacts it reads). ``artefacts`` (name -> future) are only watched: progress and failures.
+    This process writes results.csv atomically as each model finishes. A failing task costs its rows
+    only: the others run on, then the first error is raised; rows lost with their worker (dask retries
+    a task on another worker ``distributed.scheduler.allowed-failures`` times) give one UserError that
+    names them. Rerunning computes what is missing.
+    """
+    from distributed import KilledWorker, as_completed
+
+    results = ResultsFile(specs, results_path)
+    run_token = run_token or new_run_token()
+    artefacts = artefacts or {}
+    watched = {future: ("artefact", name) for name, future in artefacts.items()}
+    for group in results.todo.values():
+        spec = group[0]
+        future = client.submit(run_task, functools.partial(row_fn, spec), threads, *(needs(spec) if needs else ()),
+                               key=task_key("row", f"{spec.setting}_f{format_fraction(spec.real_fraction)}_s{spec.seed}",
+                                            run_token), pure=False)
+        watched[future] = ("row", group)
+    failures: list[tuple[str, BaseException]] = []
+    with progress_bar(disable=not progress) as bar:
+        rows_task = bar.add_task("experiment rows", total=len(specs), completed=results.n_done)
+        artefacts_task = bar.add_task("artefacts", total=len(artefacts)) if artefacts else None
+        for future in as_completed(list(watched)):
+            kind, what = watched.pop(future)
+            if future.status == "finished":
+                if kind == "row":
+                    results.record(what, future.result())
+            else:
+                error = future.exception() if future.status == "error" else RuntimeError(f"task {future.status}")
+                failures.append((f"artefact {what}" if kind == "artefact" else _describe(what[0]), error))
+            bar.update(rows_task if kind == "row" else artefacts_task, advance=len(what) if kind == "row" else 1)
+    if failures:
+        lost = [name for name, error in failures if isinstance(error, KilledWorker)]
+        other = [error for _, error in failures if not isinstance(error, KilledWorker)]
+        if other:
+            raise other[0]
+        raise UserError(f"{results_path}: {', '.join(lost)} not done: its worker was lost (killed, out of memory or "
+                        f"walltime, or it could not load the task: see the worker logs) more often than dask retries; "
+                        f"{len(results.finished)} row(s) of this run are saved: rerun the same command to compute the rest")
+    return results.rows()
