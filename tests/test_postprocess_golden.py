@@ -1,0 +1,60 @@
+"""Golden outputs of the post-processing (docs/design.md §8.5): ``watershed_regions`` and
+``closed_boundaries`` must give exactly the regions and boundaries in ``golden/postprocess.npz``,
+written by the code of commit b4a9c5f (two ``skimage.segmentation.watershed`` floods of the whole
+image), for three probability maps stored in the same file and four settings each.
+
+The maps (float32, 128 x 192): ``strong`` and ``weak`` are crops of what two cpu-small U-Nets of
+the hard demo (``runs/hard-demo/rows/real_f1_s0`` and ``real_f0.05_s0``: all and 5 % of the real
+training images) predicted on a 2800 x 1600 micrograph rendered with the hard preset from a
+Voronoi map of mean grain area 1600 px (``strong`` at the top-left corner, ``weak``, which has gaps,
+at rows 700, columns 1300); ``synthetic`` is a Voronoi map's boundaries with 3-px gaps, a ridge
+0.95 / (1 + (d / 1.2 px)^2) of the distance d to them, uniform noise of 0.08 and dark specks of
+0.7 (small regions to merge). All three are continuous, so no two grain-core pixels at the edge of
+their markers have the same probability: the one case where the order of the flooding is not fixed
+(§8.5)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from grainforge.segment.postprocess import closed_boundaries, watershed_regions
+
+GOLDEN = Path(__file__).parent / "golden" / "postprocess.npz"
+MAPS = ("strong", "weak", "synthetic")
+SETTINGS = {  # (marker_threshold, marker_erosion, min_grain_area, min_border_probability)
+    "default": (0.3, 2, 30, 0.3),
+    "raw": (0.3, 0, 0, 0.0),  # no erosion, no merging
+    "coarse": (0.45, 3, 80, 0.5),
+    "fine": (0.2, 1, 10, 0.2),
+}
+
+
+@pytest.fixture(scope="module")
+def golden() -> dict[str, np.ndarray]:
+    with np.load(GOLDEN) as data:
+        return dict(data)
+
+
+@pytest.mark.parametrize("name", MAPS)
+@pytest.mark.parametrize("setting", SETTINGS)
+def test_postprocess_equals_golden(golden, name, setting):
+    probability = golden[f"map_{name}"]
+    regions = watershed_regions(probability, *SETTINGS[setting])
+    boundary = closed_boundaries(probability, *SETTINGS[setting])
+    expected_regions = golden[f"regions_{name}_{setting}"].astype(np.int32)
+    expected_boundary = np.unpackbits(golden[f"boundary_{name}_{setting}"], count=probability.size).reshape(
+        probability.shape).astype(bool)
+    assert regions.dtype == np.int32 and boundary.dtype == bool
+    np.testing.assert_array_equal(regions, expected_regions)
+    np.testing.assert_array_equal(boundary, expected_boundary)
+
+
+def test_golden_cases_are_not_trivial(golden):
+    """Every case has many regions and a boundary; merging joined regions in some settings and not in others."""
+    counts = {(name, setting): int(golden[f"regions_{name}_{setting}"].max()) for name in MAPS for setting in SETTINGS}
+    assert min(counts.values()) >= 12
+    assert all(np.unpackbits(golden[f"boundary_{name}_{setting}"]).sum() > 600 for name in MAPS for setting in SETTINGS)
+    assert counts["synthetic", "coarse"] < counts["synthetic", "default"] < counts["synthetic", "raw"]
