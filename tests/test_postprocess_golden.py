@@ -19,8 +19,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy import ndimage
+from skimage.segmentation import watershed
 
-from grainforge.segment.postprocess import closed_boundaries, watershed_regions
+from grainforge.segment.postprocess import closed_boundaries, flood, watershed_regions
 
 GOLDEN = Path(__file__).parent / "golden" / "postprocess.npz"
 MAPS = ("strong", "weak", "synthetic")
@@ -58,3 +60,38 @@ def test_golden_cases_are_not_trivial(golden):
     assert min(counts.values()) >= 12
     assert all(np.unpackbits(golden[f"boundary_{name}_{setting}"]).sum() > 600 for name in MAPS for setting in SETTINGS)
     assert counts["synthetic", "coarse"] < counts["synthetic", "default"] < counts["synthetic", "raw"]
+
+
+def _distinct_map(rng: np.random.Generator, shape: tuple[int, int], sigma: float) -> np.ndarray:
+    """float32 map with a smooth structure (Gaussian-filtered noise) and no two equal values (its ranks / size)."""
+    field = ndimage.gaussian_filter(rng.random(shape), sigma)
+    ranks = np.empty(field.size)
+    ranks[np.argsort(field, axis=None)] = np.arange(field.size)
+    return (ranks / field.size).reshape(shape).astype(np.float32)
+
+
+def _random_markers(rng: np.random.Generator, probability: np.ndarray, kind: str) -> np.ndarray:
+    if kind == "scattered":  # single pixels, often 4-adjacent with another label
+        markers = np.where(rng.random(probability.shape) < 0.08, rng.integers(1, 6, probability.shape), 0)
+    else:  # components of the low areas, as grain_markers makes them, some sharing a label
+        markers, n = ndimage.label(probability < 0.35)
+        markers = np.where(markers > 0, rng.integers(1, max(n, 1) + 1, n + 1)[markers], 0)
+    return markers.astype(np.int32)
+
+
+@pytest.mark.parametrize("watershed_line", [False, True])
+def test_flood_equals_skimage_watershed_when_no_two_rim_pixels_tie(watershed_line):
+    """flood (numba, rims only) against skimage.segmentation.watershed on maps without equal values: 1-pixel
+    strips, scattered and blob markers, markers touching the image edge and each other."""
+    rng = np.random.default_rng(11)
+    shapes = [(1, 30), (30, 1), (2, 2), (17, 23), (40, 40), (64, 96)]
+    checked = 0
+    for shape in shapes * 4:
+        probability = _distinct_map(rng, shape, sigma=rng.choice([0.5, 2.0]))
+        for kind in ("scattered", "blobs"):
+            markers = _random_markers(rng, probability, kind)
+            got = flood(probability, markers, watershed_line=watershed_line)
+            expected = watershed(probability, markers, connectivity=1, watershed_line=watershed_line)
+            np.testing.assert_array_equal(got, expected, err_msg=f"{shape} {kind}")
+            checked += int(markers.any() and (expected == 0).any()) if watershed_line else int(markers.any())
+    assert checked >= 30
