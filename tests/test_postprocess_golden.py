@@ -95,3 +95,10 @@ def test_flood_equals_skimage_watershed_when_no_two_rim_pixels_tie(watershed_lin
             np.testing.assert_array_equal(got, expected, err_msg=f"{shape} {kind}")
             checked += int(markers.any() and (expected == 0).any()) if watershed_line else int(markers.any())
     assert checked >= 30
+
+
+def test_flood_refuses_mismatched_shapes_and_nan():
+    with pytest.raises(ValueError, match="same 2-D shape"):
+        flood(np.zeros((4, 5), np.float32), np.zeros((5, 4), np.int32))
+    with pytest.raises(ValueError, match="NaN"):
+        flood(np.full((4, 5), np.nan, np.float32), np.ones((4, 5), np.int32))
