@@ -69,7 +69,9 @@ def flood(probability: np.ndarray, markers: np.ndarray, watershed_line: bool = F
         raise UserError(f"image of {labels.size} px: post-processing takes at most {MAX_PIXELS} px; split it into tiles")
     if np.isnan(probability).any():
         raise ValueError("flood: the probability map holds NaN")
-    _flood(probability.view(np.uint32), labels, watershed_line)
+    bits = probability.view(np.uint32)
+    rims, priorities = _rims(labels, bits)
+    _flood(bits, labels, rims[np.argsort(priorities, kind="stable")], watershed_line)  # by probability, ties in raster order
     return labels
 
 
@@ -133,8 +135,8 @@ def _sift_down(keys, items, size):  # pragma: no cover - compiled
 
 @numba.njit(cache=True)
 def _rims(labels, bits):  # pragma: no cover - compiled
-    """Flat indices of the marker pixels with a 4-neighbour of another label (0 included), in the order
-    they enter the flooding: by probability, ties in raster order."""
+    """(flat indices in raster order, priorities) of the marker pixels with a 4-neighbour of another label
+    (0 included)."""
     height, width = labels.shape
     flat = labels.ravel()
     neighbours = np.empty(4, dtype=np.int64)
@@ -151,20 +153,19 @@ def _rims(labels, bits):  # pragma: no cover - compiled
     priorities = np.empty(n, dtype=np.uint64)
     for k in range(n):
         priorities[k] = _priority(bits.ravel()[rims[k]])
-    return rims[np.argsort(priorities, kind="mergesort")]
+    return rims, priorities
 
 
 @numba.njit(cache=True)
-def _flood(bits, labels, watershed_line):  # pragma: no cover - compiled
-    """Flood ``labels`` (int32 (H, W), 0 = to flood) in place by the probability whose float32 bits are
-    ``bits`` (uint32 (H, W)); see :func:`flood`.
+def _flood(bits, labels, rims, watershed_line):  # pragma: no cover - compiled
+    """Flood ``labels`` (int32 (H, W), 0 = to flood) in place from the marker rims ``rims`` (flat indices in
+    flooding order) by the probability whose float32 bits are ``bits`` (uint32 (H, W)); see :func:`flood`.
 
     Queue entries: key = priority << 32 | age (unique), item = label << 32 | flat index. Rim pixels are
     not queued: each is taken when its key (priority, age 0) precedes the queue's head.
     """
     height, width = labels.shape
     out, flat_bits = labels.ravel(), bits.ravel()
-    rims = _rims(labels, bits)
     state = np.zeros(out.size, dtype=np.uint8)  # 1 = queued, 2 = on a watershed line
     capacity = max(1, out.size - np.count_nonzero(out))
     keys = np.empty(capacity, dtype=np.uint64)
