@@ -80,7 +80,7 @@ def _random_markers(rng: np.random.Generator, probability: np.ndarray, kind: str
 
 
 @pytest.mark.parametrize("watershed_line", [False, True])
-def test_flood_equals_skimage_watershed_when_no_two_rim_pixels_tie(watershed_line):
+def test_flood_equals_skimage_watershed_when_no_two_pixels_tie(watershed_line):
     """flood (numba, rims only) against skimage.segmentation.watershed on maps without equal values: 1-pixel
     strips, scattered and blob markers, markers touching the image edge and each other."""
     rng = np.random.default_rng(11)
