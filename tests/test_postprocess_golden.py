@@ -9,9 +9,12 @@ training images) predicted on a 2800 x 1600 micrograph rendered with the hard pr
 Voronoi map of mean grain area 1600 px (``strong`` at the top-left corner, ``weak``, which has gaps,
 at rows 700, columns 1300); ``synthetic`` is a Voronoi map's boundaries with 3-px gaps, a ridge
 0.95 / (1 + (d / 1.2 px)^2) of the distance d to them, uniform noise of 0.08 and dark specks of
-0.7 (small regions to merge). All three are continuous, so no two grain-core pixels at the edge of
-their markers have the same probability: the one case where the order of the flooding is not fixed
-(§8.5)."""
+0.7 (small regions to merge; with the clipped ridge tops at 1.0 they also tie many pixels outside
+the markers, where the order of entry decides). Marker-rim pixels of equal probability, the one
+case where ``flood`` and scikit-image may take pixels in another order (§8.5.1), occur in the
+U-Net maps (up to about a thousand per case) but decide no pixel there. To
+regenerate, run ``watershed_regions`` and ``closed_boundaries`` of commit b4a9c5f on the stored maps
+and settings (regions as uint16, boundaries through ``np.packbits``)."""
 
 from __future__ import annotations
 
