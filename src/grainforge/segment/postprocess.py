@@ -43,9 +43,9 @@ def flood(probability: np.ndarray, markers: np.ndarray, watershed_line: bool = F
     probability and that of the pixel it was reached from, then the order of entry; marker pixels
     first), with two shortcuts that change nothing: a marker pixel whose four neighbours carry its
     label would flood nothing, so only the markers' rims enter the flooding, and a pixel is queued
-    once (a later copy of it can never label a pixel). The result equals scikit-image's except where
-    rim pixels have exactly the same probability: scikit-image's queue takes those in an order that
-    depends on all the other marker pixels, here they go in raster order (docs/design.md §8.5.1).
+    once (a later copy of it can never label a pixel). The result can differ from scikit-image's only
+    where rim pixels have exactly the same probability: scikit-image's queue takes those in an order
+    that depends on all the other marker pixels, here they go in raster order (docs/design.md §8.5.1).
 
     Parameters
     ----------
