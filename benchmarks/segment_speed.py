@@ -3,14 +3,14 @@ prediction time for one 2800 x 1600 micrograph (the paper's image size: tiled in
 post-processing), and the process's peak memory.
 
     .venv/bin/python benchmarks/segment_speed.py [--config cpu-small|paper|FILE.yaml] [--device cpu]
-                                                 [--iters 5] [--model MODEL_DIR]
+                                                 [--iters 5] [--model MODEL_DIR] [--post-repeats 2]
 
 Prints one figure per line. Weights are random unless ``--model`` is given (speed does not depend on
 them). Post-processing runs on a realistic probability map: with ``--model``, the model's own
 prediction of the rendered demo micrograph (made in a child process so that its memory is not
 counted); with random weights, whose output has no grain structure, the micrograph's true
-boundaries blurred (sigma 1 px, x 2.5, clipped) plus uniform noise of 0.03 (so that, as in a
-network's output, no two pixels tie). The tiled prediction is set beside one full-image forward pass
+boundaries blurred (sigma 1 px, x 2.5, clipped) times 0.97 plus uniform noise of 0.03 (so that
+the grain cores are not all exactly 0, which no network outputs). The tiled prediction is set beside one full-image forward pass
 measured in the same run (ratio = tiling overhead); post-processing (docs/design.md §8.5.1) beside the
 same steps with ``skimage.segmentation.watershed`` as the flooding (the code before §8.5.1),
 timed in alternation, with whether their boundaries agree. Reads no data.
