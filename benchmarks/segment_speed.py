@@ -10,10 +10,11 @@ them). Post-processing runs on a realistic probability map: with ``--model``, th
 prediction of the rendered demo micrograph (made in a child process so that its memory is not
 counted); with random weights, whose output has no grain structure, the micrograph's true
 boundaries blurred (sigma 1 px, x 2.5, clipped) times 0.97 plus uniform noise of 0.03 (so that
-the grain cores are not all exactly 0, which no network outputs). The tiled prediction is set beside one full-image forward pass
-measured in the same run (ratio = tiling overhead); post-processing (docs/design.md §8.5.1) beside the
-same steps with ``skimage.segmentation.watershed`` as the flooding (the code before §8.5.1),
-timed in alternation, with whether their boundaries agree. Reads no data.
+the grain cores are not all exactly 0, which no network outputs). The tiled prediction is set
+beside one full-image forward pass measured in the same run (ratio = tiling overhead);
+post-processing (docs/design.md §8.5.1) beside the same steps with
+``skimage.segmentation.watershed`` as the flooding (the code before §8.5.1), timed in alternation,
+with whether their boundaries agree. Reads no data.
 """
 
 from __future__ import annotations
