@@ -3,13 +3,18 @@ prediction time for one 2800 x 1600 micrograph (the paper's image size: tiled in
 post-processing), and the process's peak memory.
 
     .venv/bin/python benchmarks/segment_speed.py [--config cpu-small|paper|FILE.yaml] [--device cpu]
-                                                 [--iters 5] [--model MODEL_DIR]
+                                                 [--iters 5] [--model MODEL_DIR] [--post-repeats 2]
 
 Prints one figure per line. Weights are random unless ``--model`` is given (speed does not depend on
-them); post-processing runs on a realistic probability map (the blurred true boundaries of a
-rendered demo micrograph, made in a child process so that its memory is not counted), since a
-random net's output has no grain structure. The tiled prediction is set beside one full-image
-forward pass measured in the same run (ratio = tiling overhead). Reads no data.
+them). Post-processing runs on a realistic probability map: with ``--model``, the model's own
+prediction of the rendered demo micrograph (made in a child process so that its memory is not
+counted); with random weights, whose output has no grain structure, the micrograph's true
+boundaries blurred (sigma 1 px, x 2.5, clipped) times 0.97 plus uniform noise of 0.03 (so that
+the grain cores are not all exactly 0, which no network outputs). The tiled prediction is set
+beside one full-image forward pass measured in the same run (ratio = tiling overhead);
+post-processing (docs/design.md §8.5.1) beside the same steps with
+``skimage.segmentation.watershed`` as the flooding (the code before §8.5.1), timed in alternation,
+with whether their boundaries agree. Reads no data.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 import torch
 from scipy import ndimage
+from skimage.segmentation import watershed
 
 from grainforge.config import load_config
 from grainforge.grains import boundary_from_ids
@@ -29,7 +35,9 @@ from grainforge.microscope import render, voronoi_grains
 from grainforge.segment.config import SEGMENT_PRESETS, SegmentConfig
 from grainforge.segment.inference import full_probability, tiled_probability
 from grainforge.segment.network import build_network, load_model
+from grainforge.segment import postprocess as postprocess_module
 from grainforge.segment.postprocess import postprocess
+from grainforge.segment.predict import grain_rows
 from grainforge.segment.train import segmentation_loss
 from grainforge.torchutil import resolve_device
 
@@ -59,12 +67,40 @@ def seconds(run, repeats: int) -> float:
     return (time.perf_counter() - start) / repeats
 
 
+def alternating_seconds(runs: dict, repeats: int) -> dict:
+    """Mean wall time (s) of each ``runs[name]()`` over ``repeats`` rounds that call each once in turn
+    (after one warm-up round), so that a shared machine's load falls on all alike."""
+    totals = dict.fromkeys(runs, 0.0)
+    for round_ in range(repeats + 1):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run()
+            totals[name] += (time.perf_counter() - start) if round_ else 0.0
+    return {name: total / repeats for name, total in totals.items()}
+
+
+def skimage_flood(probability: np.ndarray, markers: np.ndarray, watershed_line: bool = False) -> np.ndarray:
+    """The flooding before docs/design.md §8.5.1: scikit-image's watershed of the whole image."""
+    return watershed(probability, markers, watershed_line=watershed_line).astype(np.int32)
+
+
+def reference_postprocess(probability: np.ndarray, config) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`postprocess` with :func:`skimage_flood` as its flooding."""
+    flood = postprocess_module.flood
+    postprocess_module.flood = skimage_flood
+    try:
+        return postprocess(probability, config)
+    finally:
+        postprocess_module.flood = flood
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="cpu-small")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--iters", type=int, default=5, help="timed training iterations (after one warm-up)")
     parser.add_argument("--model", default=None, help="a trained model folder instead of random weights")
+    parser.add_argument("--post-repeats", type=int, default=2, help="timed rounds of post-processing (after one warm-up)")
     args = parser.parse_args()
     device = resolve_device(args.device)
     torch.manual_seed(0)
@@ -108,10 +144,23 @@ def main() -> None:
     print(f"peak_rss_mib_after_tiled_inference: {peak_rss_mib():.0f}")
     full_s = seconds(lambda: full_probability(network, micrograph), 1)
     print(f"predict_{WIDTH}x{HEIGHT}_single_full_pass_s: {full_s:.2f}  (tiled / full: {tiled_s / full_s:.2f})")
-    probability = np.clip(ndimage.gaussian_filter(truth.astype(np.float32), 1.0) * 2.5, 0.0, 1.0)
-    post_s = seconds(lambda: postprocess(probability, config), 1)
-    print(f"postprocess_{WIDTH}x{HEIGHT}_s (watershed, {int(grains.max())} grains): {post_s:.2f}")
-    print(f"predict_{WIDTH}x{HEIGHT}_total_s: {tiled_s + post_s:.2f}")
+    if args.model:  # reloaded: the timed training steps above changed the weights
+        probability = tiled_probability(load_model(args.model, device)[0], micrograph, config.tile, config.overlap)
+    else:
+        noise = np.random.default_rng(0).random(truth.shape, dtype=np.float32)
+        probability = np.clip(ndimage.gaussian_filter(truth.astype(np.float32), 1.0) * 2.5, 0.0, 1.0) * 0.97 + 0.03 * noise
+    post = alternating_seconds({"ours": lambda: postprocess(probability, config),
+                                "skimage": lambda: reference_postprocess(probability, config)}, args.post_repeats)
+    boundary, labels = postprocess(probability, config)
+    same = np.array_equal(boundary, reference_postprocess(probability, config)[0])
+    print(f"postprocess_{WIDTH}x{HEIGHT}_s (watershed closing, {int(labels.max())} grains of {int(grains.max())}): "
+          f"{post['ours']:.2f}")
+    print(f"postprocess_{WIDTH}x{HEIGHT}_skimage_watershed_s: {post['skimage']:.2f}  (skimage / ours: "
+          f"{post['skimage'] / post['ours']:.1f}; same boundaries: {'yes' if same else 'NO'})")
+    table_s = seconds(lambda: grain_rows(boundary, labels, 0.2), 1)
+    print(f"grain_table_{WIDTH}x{HEIGHT}_s (segment predict's grains/*.csv): {table_s:.2f}")
+    print(f"predict_{WIDTH}x{HEIGHT}_total_s (tiled inference + post-processing + grain table): "
+          f"{tiled_s + post['ours'] + table_s:.2f}")
     print(f"peak_rss_mib (after the single full pass and post-processing): {peak_rss_mib():.0f}")
     if device.type == "cuda":
         print(f"peak_cuda_mib: {torch.cuda.max_memory_allocated() / 2**20:.0f}")

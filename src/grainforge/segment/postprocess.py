@@ -3,8 +3,9 @@
 1. Markers: the 4-connected components of the grain cores (probability < ``marker_threshold``),
    eroded by a disk of ``marker_erosion`` px, so a boundary gap up to 2 x erosion px wide still
    separates two markers.
-2. Watershed (``skimage.segmentation.watershed``) of the probability map from the markers: every
-   pixel goes to one region, the region borders follow the probability ridges and close the gaps.
+2. Watershed (:func:`flood`, the flooding of ``skimage.segmentation.watershed``) of the probability
+   map from the markers: every pixel goes to one region, the region borders follow the probability
+   ridges and close the gaps.
 3. Merging: two adjacent regions whose shared border has a mean probability below
    ``min_border_probability`` are joined (erosion can cut a necked grain into two markers; no ridge
    separates them), and a region smaller than ``min_grain_area`` px joins the neighbour across its
@@ -12,17 +13,202 @@
 4. Boundary = the 1-pixel watershed line (``watershed_line=True``) of a last flooding from the same
    markers, each now carrying its merged region's id: it runs along the probability ridge (where the
    true boundary is) and leaves no two regions 4-adjacent, so it is closed for 4-connected grains.
+
+Speed (docs/design.md §8.5.1): both floodings run in :func:`flood`, a numba flooding with scikit-image's rule
+that queues only the boundary band between the grain cores (about a quarter of a micrograph) and
+the cores' rims, each pixel once; merging works on the pixel pairs across region borders only.
 """
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 from scipy import ndimage, sparse
 from scipy.sparse.csgraph import connected_components
 from skimage.morphology import disk
-from skimage.segmentation import watershed
 
+from grainforge.errors import UserError
 from grainforge.grains import label_grains
+
+_AGE_BITS = 32  # a queue key is (order of the probability) << 32 | age; the age counts pushes, one per pixel at most
+MAX_PIXELS = 2**31 - 1
+"""Largest image (pixels) :func:`flood` accepts: queue items hold a flat index and a label in 32 bits each."""
+
+
+def flood(probability: np.ndarray, markers: np.ndarray, watershed_line: bool = False) -> np.ndarray:
+    """Marker-controlled watershed of a probability map, 4-connected: int32 (H, W) labels.
+
+    The flooding of ``skimage.segmentation.watershed(probability, markers, connectivity=1,
+    watershed_line=watershed_line)`` (scikit-image 0.26: priority = the larger of a pixel's
+    probability and that of the pixel it was reached from, then the order of entry; marker pixels
+    first), with two shortcuts that change nothing: a marker pixel whose four neighbours carry its
+    label would flood nothing, so only the markers' rims enter the flooding, and a pixel is queued
+    once (a later copy of it can never label a pixel). The result can differ from scikit-image's only
+    where rim pixels have exactly the same probability: scikit-image's queue takes those in an order
+    that depends on all the other marker pixels, here they go in raster order (docs/design.md §8.5.1).
+
+    Parameters
+    ----------
+    probability : ndarray, shape (H, W)
+        Boundary probability (any real values, cast to float32; NaN is not allowed).
+    markers : ndarray of int, shape (H, W)
+        0 = to flood, > 0 = the label of a marker pixel (kept).
+    watershed_line : bool, optional
+        Leave a 1-pixel line (label 0) between differently labelled regions.
+
+    Returns
+    -------
+    labels : ndarray of int32, shape (H, W)
+        Every pixel reachable from a marker gets a marker's label (0 on the watershed line).
+    """
+    probability = np.ascontiguousarray(probability, dtype=np.float32)
+    labels = np.array(markers, dtype=np.int32, order="C")
+    if labels.shape != probability.shape or labels.ndim != 2:
+        raise ValueError(f"flood: probability {probability.shape} and markers {labels.shape} must be the same 2-D shape")
+    if labels.size > MAX_PIXELS:
+        raise UserError(f"image of {labels.size} px: post-processing takes at most {MAX_PIXELS} px; split it into tiles")
+    if np.isnan(probability).any():
+        raise ValueError("flood: the probability map holds NaN")
+    bits = probability.view(np.uint32)
+    rims, priorities = _rims(labels, bits)
+    _flood(bits, labels, rims[np.argsort(priorities, kind="stable")], watershed_line)  # by probability, ties in raster order
+    return labels
+
+
+@numba.njit(cache=True, inline="always")
+def _priority(bits):  # pragma: no cover - compiled
+    """uint64 whose integer order is the float order of the float32 with these bits (-0.0 = 0.0)."""
+    if bits == np.uint32(0x80000000):  # -0.0
+        bits = np.uint32(0)
+    if bits >= np.uint32(0x80000000):
+        return np.uint64(bits ^ np.uint32(0xFFFFFFFF))
+    return np.uint64(bits | np.uint32(0x80000000))
+
+
+@numba.njit(cache=True, inline="always")
+def _neighbours(index, height, width, out):  # pragma: no cover - compiled
+    """The 4-neighbours of a flat index inside the image, written to ``out`` in scikit-image's order
+    (up, left, right, down); returns how many."""
+    row, col = index // width, index % width
+    count = 0
+    if row > 0:
+        out[count] = index - width
+        count += 1
+    if col > 0:
+        out[count] = index - 1
+        count += 1
+    if col < width - 1:
+        out[count] = index + 1
+        count += 1
+    if row < height - 1:
+        out[count] = index + width
+        count += 1
+    return count
+
+
+@numba.njit(cache=True)
+def _sift_up(keys, items, position):  # pragma: no cover - compiled
+    key, item = keys[position], items[position]
+    while position > 0:
+        parent = (position - 1) >> 1
+        if keys[parent] <= key:
+            break
+        keys[position], items[position] = keys[parent], items[parent]
+        position = parent
+    keys[position], items[position] = key, item
+
+
+@numba.njit(cache=True)
+def _sift_down(keys, items, size):  # pragma: no cover - compiled
+    """Restore the heap keys[:size] after keys[0] was replaced."""
+    key, item = keys[0], items[0]
+    position, child = 0, 1
+    while child < size:
+        if child + 1 < size and keys[child + 1] < keys[child]:
+            child += 1
+        if key <= keys[child]:
+            break
+        keys[position], items[position] = keys[child], items[child]
+        position, child = child, 2 * child + 1
+    keys[position], items[position] = key, item
+
+
+@numba.njit(cache=True)
+def _rims(labels, bits):  # pragma: no cover - compiled
+    """(flat indices in raster order, priorities) of the marker pixels with a 4-neighbour of another label
+    (0 included)."""
+    height, width = labels.shape
+    flat = labels.ravel()
+    neighbours = np.empty(4, dtype=np.int64)
+    rims = np.empty(flat.size, dtype=np.int64)
+    n = 0
+    for index in range(flat.size):
+        if flat[index] != 0:
+            for k in range(_neighbours(index, height, width, neighbours)):
+                if flat[neighbours[k]] != flat[index]:
+                    rims[n] = index
+                    n += 1
+                    break
+    rims = rims[:n]
+    priorities = np.empty(n, dtype=np.uint64)
+    for k in range(n):
+        priorities[k] = _priority(bits.ravel()[rims[k]])
+    return rims, priorities
+
+
+@numba.njit(cache=True)
+def _flood(bits, labels, rims, watershed_line):  # pragma: no cover - compiled
+    """Flood ``labels`` (int32 (H, W), 0 = to flood) in place from the marker rims ``rims`` (flat indices in
+    flooding order) by the probability whose float32 bits are ``bits`` (uint32 (H, W)); see :func:`flood`.
+
+    Queue entries: key = priority << 32 | age (unique), item = label << 32 | flat index. Rim pixels are
+    not queued: each is taken when its key (priority, age 0) precedes the queue's head.
+    """
+    height, width = labels.shape
+    out, flat_bits = labels.ravel(), bits.ravel()
+    state = np.zeros(out.size, dtype=np.uint8)  # 1 = queued, 2 = on a watershed line
+    capacity = max(1, out.size - np.count_nonzero(out))
+    keys = np.empty(capacity, dtype=np.uint64)
+    items = np.empty(capacity, dtype=np.int64)
+    size, next_rim, age = 0, 0, np.uint64(1)
+    age_mask = np.uint64(2**_AGE_BITS - 1)
+    neighbours = np.empty(4, dtype=np.int64)
+    while next_rim < rims.size or size > 0:
+        rim_key = np.uint64(0)
+        if next_rim < rims.size:
+            rim_key = _priority(flat_bits[rims[next_rim]]) << np.uint64(_AGE_BITS)
+        if next_rim < rims.size and (size == 0 or rim_key < keys[0]):
+            index = rims[next_rim]
+            label, level = out[index], rim_key
+            next_rim += 1
+        else:
+            level = keys[0] & ~age_mask
+            index, label = items[0] & np.int64(2**32 - 1), np.int32(items[0] >> 32)
+            size -= 1
+            if size > 0:
+                keys[0], items[0] = keys[size], items[size]
+                _sift_down(keys, items, size)
+        count = _neighbours(index, height, width, neighbours)
+        if watershed_line:  # labelled when taken, unless it touches another label (then on the line; a marker keeps its label)
+            for k in range(count):
+                other = out[neighbours[k]]
+                if state[neighbours[k]] != 2 and other != 0 and other != label:
+                    state[index] = 2
+                    break
+            if state[index] != 2:
+                out[index] = label
+        for k in range(count):
+            neighbour = neighbours[k]
+            if state[neighbour] != 0 or out[neighbour] != 0:
+                continue
+            age += np.uint64(1)
+            state[neighbour] = 1
+            if not watershed_line:
+                out[neighbour] = label
+            keys[size] = max(_priority(flat_bits[neighbour]) << np.uint64(_AGE_BITS), level) | age
+            items[size] = (np.int64(label) << np.int64(32)) | neighbour
+            _sift_up(keys, items, size)
+            size += 1
 
 
 def grain_markers(probability: np.ndarray, marker_threshold: float, marker_erosion: int) -> np.ndarray:
@@ -43,20 +229,20 @@ def merge_regions(regions: np.ndarray, probability: np.ndarray, min_grain_area: 
     region of fewer than ``min_grain_area`` px is joined to the neighbour with the weakest border
     (transitively, as graph components). Returns int32 ids 1..k'.
     """
-    a = np.concatenate([regions[:, :-1].ravel(), regions[:-1, :].ravel()]).astype(np.int64)
-    b = np.concatenate([regions[:, 1:].ravel(), regions[1:, :].ravel()]).astype(np.int64)
-    strength = np.concatenate([np.maximum(probability[:, :-1], probability[:, 1:]).ravel(),
-                               np.maximum(probability[:-1, :], probability[1:, :]).ravel()])
-    across = a != b
+    horizontal, vertical = regions[:, :-1] != regions[:, 1:], regions[:-1] != regions[1:]  # pixel pairs across a border
+    a = np.concatenate([regions[:, :-1][horizontal], regions[:-1][vertical]]).astype(np.int64)
+    b = np.concatenate([regions[:, 1:][horizontal], regions[1:][vertical]]).astype(np.int64)
+    strength = np.concatenate([np.maximum(probability[:, :-1][horizontal], probability[:, 1:][horizontal]),
+                               np.maximum(probability[:-1][vertical], probability[1:][vertical])])
     n = int(regions.max()) + 1
-    keys, inverse = np.unique(np.minimum(a[across], b[across]) * n + np.maximum(a[across], b[across]),
-                              return_inverse=True)
-    mean_strength = np.bincount(inverse, weights=strength[across]) / np.bincount(inverse)
+    keys, inverse = np.unique(np.minimum(a, b) * n + np.maximum(a, b), return_inverse=True)
+    mean_strength = np.bincount(inverse, weights=strength) / np.bincount(inverse)
     first, second = keys // n, keys % n
     weak = mean_strength < min_border_probability
     # each small region's weakest border: candidate edges sorted by (region, strength), first per region
     source, target = np.concatenate([first, second]), np.concatenate([second, first])
-    small = np.bincount(regions.ravel(), minlength=n)[source] < min_grain_area
+    area = np.bincount(regions.ravel(), minlength=n)
+    small = area[source] < min_grain_area
     order = np.lexsort((np.concatenate([mean_strength, mean_strength])[small], source[small]))
     source, target = source[small][order], target[small][order]
     weakest = np.r_[True, source[1:] != source[:-1]] if source.size else np.zeros(0, dtype=bool)
@@ -64,8 +250,9 @@ def merge_regions(regions: np.ndarray, probability: np.ndarray, min_grain_area: 
     cols = np.concatenate([second[weak], target[weakest]])
     graph = sparse.coo_matrix((np.ones(rows.size), (rows, cols)), shape=(n, n))
     _, component = connected_components(graph, directed=False)
-    _, relabelled = np.unique(component[regions], return_inverse=True)
-    return (relabelled.reshape(regions.shape) + 1).astype(np.int32)
+    # ids 1..k' in the order of the components present (np.unique of component[regions], on k ids, not H x W pixels)
+    present = np.unique(component[np.flatnonzero(area)])
+    return (np.searchsorted(present, component) + 1).astype(np.int32)[regions]
 
 
 def _regions_and_markers(probability: np.ndarray, marker_threshold: float, marker_erosion: int, min_grain_area: int,
@@ -73,7 +260,7 @@ def _regions_and_markers(probability: np.ndarray, marker_threshold: float, marke
     markers = grain_markers(probability, marker_threshold, marker_erosion)
     if markers.max() == 0:  # no grain core at all: the whole image is one grain
         return np.ones(probability.shape, dtype=np.int32), markers
-    regions = merge_regions(watershed(probability, markers), probability, min_grain_area, min_border_probability)
+    regions = merge_regions(flood(probability, markers), probability, min_grain_area, min_border_probability)
     return regions, markers
 
 
@@ -93,7 +280,7 @@ def closed_boundaries(probability: np.ndarray, marker_threshold: float = 0.3, ma
     if markers.max() == 0:
         return np.zeros(probability.shape, dtype=bool)
     seeds = np.where(markers > 0, regions, 0)
-    return watershed(probability, seeds, watershed_line=True) == 0
+    return flood(probability, seeds, watershed_line=True) == 0
 
 
 def threshold_boundaries(probability: np.ndarray, threshold: float = 0.5) -> np.ndarray:
