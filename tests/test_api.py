@@ -57,8 +57,11 @@ def test_doc_example_runs_and_its_numbers_hold_together(example):
     interior = ~table["touches_border"]
     assert size["n_grains"] == labels.max() and size["n_interior_grains"] == interior.sum()
     area_mm2 = labels.size * (0.5e-3) ** 2
-    assert size["grains_per_mm2"] == pytest.approx((interior.sum() + 0.5 * (~interior).sum()) / area_mm2)
-    assert size["astm_g"] == pytest.approx(-2.9542 + 3.3219 * np.log10(size["grains_per_mm2"]))
+    from grainforge.grainsize import field_grain_size, planimetric_count
+
+    assert size["grains_per_mm2"] == pytest.approx(planimetric_count(labels)["n_weighted"] / area_mm2)  # corners 1/4
+    assert size["mean_intercept_um"] == pytest.approx(field_grain_size(gf.label_grains(labels == 0), 0.5).mean_intercept)
+    assert size["astm_g"] == pytest.approx(3.321928 * np.log10(size["grains_per_mm2"]) - 2.954)
     scores = example["scores"]
     assert scores == gf.evaluate(example["truth"], boundary)
     assert scores["ari"] > 0.5 and 0 < scores["map"] <= 1  # a forest on a rendered section finds most grains
@@ -93,8 +96,8 @@ def test_grain_size_of_a_known_grid_and_units():
     assert "astm_g" not in size
     same = gf.grain_size(labels == 0, um_per_px=2.0)  # a boundary map gives the same figures
     assert same["mean_area_um2"] == 324.0 and same["n_grains"] == 16
-    # 4 interior + 12 border grains halved on 80 x 80 um = 0.0064 mm^2
-    assert same["grains_per_mm2"] == pytest.approx(10 / 0.0064)
+    # 4 interior + 8 edge grains halved + 4 corner grains quartered on 80 x 80 um = 0.0064 mm^2
+    assert same["grains_per_mm2"] == pytest.approx(9 / 0.0064)
 
 
 def test_bad_inputs_are_one_line_user_errors():

@@ -258,7 +258,7 @@ def _check_pixel_size(um_per_px: float | None) -> None:
 
 
 def grain_size(labels: np.ndarray, um_per_px: float | None = None) -> dict[str, float]:
-    """Planimetric grain size of one segmented image (ASTM E112 Jeffries count with a pixel size).
+    """ASTM E112 grain size of one segmented image: planimetric (Jeffries) and lineal intercept.
 
     Parameters
     ----------
@@ -272,9 +272,12 @@ def grain_size(labels: np.ndarray, um_per_px: float | None = None) -> dict[str, 
     -------
     summary : dict
         ``height_px``, ``width_px``, ``n_grains``, ``n_interior_grains`` (not touching the border),
-        ``mean_area_px`` (of the interior grains, of all if none is interior); with ``um_per_px`` also
-        ``um_per_px``, ``mean_area_um2``, ``grains_per_mm2`` (interior grains + half the border grains,
-        per mm^2 of image) and ``astm_g`` (ASTM E112 G = -2.9542 + 3.3219 log10 of grains per mm^2).
+        ``mean_area_px`` (of the interior grains, of all if none is interior), ``n_grains_weighted``
+        (Jeffries: inside 1, cut by an edge ½, holding a corner ¼), ``mean_intercept_px`` (Heyn line grids
+        at 0/45/90/135°, :func:`grainforge.grainsize.field_grain_size`) and ``anisotropy``; with
+        ``um_per_px`` also ``um_per_px``, ``mean_area_um2``, ``grains_per_mm2`` (the weighted count per
+        mm^2 of image), ``astm_g`` (G = 3.321928 log10 N_A - 2.954), ``mean_intercept_um`` and
+        ``G_intercept`` (G = -6.643856 log10 ℓ̄[mm] - 3.288).
 
     Raises
     ------
@@ -283,7 +286,7 @@ def grain_size(labels: np.ndarray, um_per_px: float | None = None) -> dict[str, 
 
     Examples
     --------
-    Nine 10 x 10 grains on a 32 x 32 image of 0.5 um pixels, one inside:
+    Nine 10 x 10 grains on a 32 x 32 image of 0.5 um pixels, one inside, four on edges, four in corners:
 
     >>> import numpy as np
     >>> from grainforge import api as gf
@@ -291,9 +294,10 @@ def grain_size(labels: np.ndarray, um_per_px: float | None = None) -> dict[str, 
     >>> size = gf.grain_size(boundary, um_per_px=0.5)
     >>> size["n_grains"], size["n_interior_grains"], size["mean_area_px"], size["mean_area_um2"]
     (9, 1, 100.0, 25.0)
-    >>> round(size["grains_per_mm2"]), round(size["astm_g"], 2)
-    (19531, 11.3)
+    >>> size["n_grains_weighted"], round(size["grains_per_mm2"]), round(size["astm_g"], 2)
+    (4.0, 15625, 10.98)
     """
+    from grainforge.grainsize import astm_g_from_mean_intercept, field_grain_size
     from grainforge.segment.predict import grain_rows, summary_row
 
     _check_pixel_size(um_per_px)
@@ -306,6 +310,11 @@ def grain_size(labels: np.ndarray, um_per_px: float | None = None) -> dict[str, 
     grains = label_grains(boundary)
     summary = summary_row("", grains, grain_rows(boundary, grains, um_per_px), um_per_px)
     summary.pop("image")
+    intercept = field_grain_size(grains, um_per_px)
+    summary.update(mean_intercept_px=intercept.mean_intercept / intercept.scale, anisotropy=intercept.anisotropy)
+    if um_per_px is not None:
+        summary.update(mean_intercept_um=intercept.mean_intercept,
+                       G_intercept=astm_g_from_mean_intercept(intercept.mean_intercept * 1e-3))
     return summary
 
 
