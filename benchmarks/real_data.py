@@ -97,15 +97,14 @@ def run_recipe(out: Path, recipe: str, recipes: dict, seed: int, real_train: Pat
 
 
 def centre_line_ceiling(out: Path, test: list, real_test: Path) -> dict:
-    """Scores of the truth's own 1-px centre line: 1 with the default scoring, the ceiling of 1-px predictions
-    when the truth is scored as traced."""
-    from skimage.morphology import thin
-
+    """Scores of the truth's own 1-px centre line (the line the default scoring thins it to): 1 with the
+    default scoring, the ceiling of 1-px predictions when the truth is scored as traced."""
     from grainforge.data.io import write_boundary_png
+    from grainforge.metrics import scoring_truth
 
     folder = out / "rows" / "centre-line" / "boundaries"
     for pair in test:
-        write_boundary_png(folder / f"{pair.name}.png", thin(pair.boundary))
+        write_boundary_png(folder / f"{pair.name}.png", scoring_truth(pair.boundary))
     return {"recipe": "centre-line", "seed": 0, **score(folder, real_test), "train_s": 0.0}
 
 
