@@ -154,9 +154,20 @@ def test_cluster_section_becomes_the_slurm_job_script(tmp_path: Path):
     with SLURMCluster(**slurm_options(config.cluster, tmp_path / "logs"), scheduler_options={"dashboard_address": None}) as cluster:
         script = cluster.job_script()
     for line in ("#SBATCH -p gpu", "#SBATCH -A matsci", "#SBATCH --cpus-per-task=8", "#SBATCH --mem=30G",
-                 "#SBATCH -t 1-02:00:00", "#SBATCH --gres=gpu:1", "#SBATCH --constraint=h200", "module load cuda"):
+                 "#SBATCH -t 1-02:00:00", "#SBATCH --gres=gpu:1", "#SBATCH --constraint=h200", "module load cuda",
+                 "export DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON__MALLOC_TRIM_THRESHOLD_=None"):
         assert line in script, (line, script)
     assert "--nthreads 1 --memory-limit 29.80GiB" in script  # one task at a time per job, the memory of the job
+
+
+def _malloc_trim_threshold() -> str | None:
+    return os.environ.get("MALLOC_TRIM_THRESHOLD_")
+
+
+def test_local_workers_keep_glibcs_adaptive_malloc(tmp_path: Path):
+    # dask's default MALLOC_TRIM_THRESHOLD_=65536 made U-Net training in a worker 2x slower (runner.GLIBC_MALLOC_DEFAULTS)
+    with dask_client(1, None, _config(tmp_path).cluster) as (client, _):
+        assert client.submit(_malloc_trim_threshold, pure=False).result() is None
 
 
 FAKE_SBATCH = """#!/bin/bash
