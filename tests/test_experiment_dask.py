@@ -164,8 +164,11 @@ def _malloc_trim_threshold() -> str | None:
     return os.environ.get("MALLOC_TRIM_THRESHOLD_")
 
 
-def test_local_workers_keep_glibcs_adaptive_malloc(tmp_path: Path):
-    # dask's default MALLOC_TRIM_THRESHOLD_=65536 made U-Net training in a worker 2x slower (runner.GLIBC_MALLOC_DEFAULTS)
+def test_local_workers_keep_glibcs_adaptive_malloc(tmp_path: Path, monkeypatch):
+    # dask's default MALLOC_TRIM_THRESHOLD_=65536 made U-Net training in a worker 2x slower (runner.GLIBC_MALLOC_DEFAULTS).
+    # A nanny sets it in its own process too, so a LocalCluster started earlier in this pytest process (the tests
+    # above) leaves it in os.environ; a grainforge command starts with a clean environment.
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
     with dask_client(1, None, _config(tmp_path).cluster) as (client, _):
         assert client.submit(_malloc_trim_threshold, pure=False).result() is None
 
