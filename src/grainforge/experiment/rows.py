@@ -38,12 +38,11 @@ def training_sources(layout: RunLayout, config: ExperimentConfig, spec: RowSpec)
     subset the pix2pix of that fraction was trained on.
     """
     f = spec.real_fraction
+    test = scoring_folder(layout, spec.setting)
     if spec.setting in ("simulated-ids", "simulated-plain"):
-        return {"simulated-ids": layout.simulated_ids, "simulated-plain": layout.plain}[spec.setting], None, [], \
-            layout.real_test
+        return {"simulated-ids": layout.simulated_ids, "simulated-plain": layout.plain}[spec.setting], None, [], test
     if spec.setting in ("simulated-split", "synthetic-split"):
-        folder = layout.supplement(spec.setting.removesuffix("-split"))
-        return folder / "train", None, [], folder / "test"
+        return test.parent / "train", None, [], test
     extras = {
         "real": [],
         "forest": [],
@@ -55,7 +54,7 @@ def training_sources(layout: RunLayout, config: ExperimentConfig, spec: RowSpec)
     }[spec.setting]
     fraction = FULL if spec.setting.startswith("real+simulated") else f
     pairs = real_subset(layout, fraction, config.real.split_seed, config.real.patches, config.real.patch)
-    return layout.real_train, pairs, extras, layout.real_test
+    return layout.real_train, pairs, extras, test
 
 
 def raw_scores(pred: Path, test: Path, threshold: float) -> list[dict]:
