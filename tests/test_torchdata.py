@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from grainforge.data.pairs import Pair
-from grainforge.data.torchdata import MixedBatches, PairCropDataset
+from grainforge.data.torchdata import MixedBatches, PairCropDataset, photometric_jitter
 from grainforge.errors import UserError
 
 
@@ -45,6 +45,28 @@ def test_augmentation_keeps_alignment_and_covers_the_8_symmetries():
     assert seen == set(range(8))
     plain = PairCropDataset([pair], crop=16, length=5, augment=False)
     assert all(np.array_equal(plain[i][1][0].numpy(), pair.boundary) for i in range(5))
+
+
+def test_photometric_jitter_relights_the_image_only():
+    """Same crops and labels as without it; images re-lit (not copied), still in [0, 1], deterministic per
+    item; a ramp of grey levels keeps its order under contrast and gamma alone (strength small enough that
+    the noise cannot reorder neighbours 0.1 apart)."""
+    pair = _asymmetric_pair(40)
+    plain = PairCropDataset([pair], crop=16, length=20, seed=5)
+    relit = PairCropDataset([pair], crop=16, length=20, seed=5, photometric=1.0)
+    changed = 0
+    for i in range(20):
+        (image, boundary), (image_relit, boundary_relit) = plain[i], relit[i]
+        assert torch.equal(boundary, boundary_relit)
+        assert 0 <= image_relit.min() and image_relit.max() <= 1
+        assert torch.equal(image_relit, PairCropDataset([pair], crop=16, length=20, seed=5, photometric=1.0)[i][0])
+        changed += float((image_relit - image).abs().mean()) > 0.01
+        # boundary pixels (0.8) stay brighter than grain pixels (0.2) on average, blur of this 1-px pattern included
+        assert image_relit[boundary > 0].mean() > image_relit[boundary == 0].mean() + 0.05
+    assert changed >= 18
+    ramp = np.tile(np.linspace(0.05, 0.95, 10, dtype=np.float32), (4, 1))
+    jittered = photometric_jitter(ramp, 0.05, np.random.default_rng(0))
+    assert np.all(np.diff(jittered, axis=1) > 0)
 
 
 def test_crop_larger_than_image_is_a_user_error():

@@ -68,6 +68,9 @@ class SegmentConfig(PostprocessConfig):
     # patches alone (1 = mixed to the end, the paper; with real_share 0: pre-train on extras, then fine-tune)
     extra_until: float = 1.0
     augment: bool = True
+    # random contrast, gamma, brightness, illumination ramp, blur and noise of the training images
+    # (grainforge.data.torchdata.photometric_jitter); 0 = off, 1 = its documented ranges
+    photometric: float = 0.0
     # sparse labels: label pixels of this grey level (8-bit) are untraced and add nothing to the loss; null: none
     ignore_value: int | None = 128
     # validation (held-out real images, scored with MAP/ARI after post-processing)
@@ -91,6 +94,7 @@ class SegmentConfig(PostprocessConfig):
             (self.crop % multiple == 0 and self.crop > 0, f"crop must be a positive multiple of 2**depth = {multiple}"),
             (self.tile % multiple == 0 and self.tile > 0, f"tile must be a positive multiple of 2**depth = {multiple}"),
             (self.lr > 0, "lr must be > 0"),
+            (0.0 <= self.photometric <= 2.0, "photometric must be in [0, 2]"),
             (0.0 <= self.overlap < 1.0, "overlap must be in [0, 1)"),
             (0.0 <= self.real_share <= 1.0, "real_share must be in [0, 1]"),
             (0.0 < self.extra_until <= 1.0, "extra_until must be in (0, 1]"),

@@ -145,7 +145,7 @@ def _training_batches(datasets: dict, counts: dict[str, int], train_real: list, 
     if switch >= config.iters:
         return mixed
     real_only = PairCropDataset(train_real, config.crop, length=(config.iters - switch) * config.batch_size,
-                                augment=config.augment, seed=seed + 999)
+                                augment=config.augment, seed=seed + 999, photometric=config.photometric)
     fine_tune = MixedBatches({"real": real_only}, {"real": config.batch_size}, seed=seed + 1)
     return itertools.chain(mixed, itertools.islice(fine_tune, max(start - switch, 0), config.iters - switch))
 
@@ -280,7 +280,8 @@ def train_segmenter(real: str | os.PathLike | None, out: str | os.PathLike, conf
     counts = source_counts(config.batch_size, bool(train_real), list(extra_sources), config.real_share)
     pools = {"real": train_real, **extra_sources}
     datasets = {name: PairCropDataset(pools[name], config.crop, length=config.iters * count,
-                                      augment=config.augment, seed=seed + 1000 * k)
+                                      augment=config.augment, seed=seed + 1000 * k,
+                                      photometric=config.photometric)
                 for k, (name, count) in enumerate(counts.items())}
 
     seed_everything(seed)
