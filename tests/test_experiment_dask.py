@@ -1,6 +1,7 @@
-"""Experiment artefacts and rows as dask tasks (docs/design.md §9.5): on a tiny config with real
-training, a LocalCluster of 2 workers writes the results.csv of the in-process run; a worker killed
-mid-row costs that row only and a rerun completes it with the same numbers; the row -> artefact
+"""Experiment artefacts and rows as dask tasks (docs/design.md §9.6): on a tiny config with real
+training, a LocalCluster of 2 workers writes the results.csv of the in-process run, bit for bit; a worker killed
+mid-row costs that row only and a rerun completes it with the same numbers; numba's OpenMP pool starting
+does not change the threads of an in-process run; the row -> artefact
 dependencies cover every folder a row reads; the config's cluster: section becomes the Slurm job
 script it should, and jobs submitted through a stand-in sbatch (the job script run on this machine)
 start workers that run rows with the configured threads. No cluster and no GPU needed."""
@@ -10,10 +11,11 @@ from __future__ import annotations
 import functools
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import dask
-import numpy as np
 import pytest
 import torch
 import yaml
@@ -51,22 +53,10 @@ def _config(tmp_path: Path, **changes):
     return load_experiment_config(path)
 
 
-def _same_rows(got: list[dict], want: list[dict], tolerance: float = 0.05) -> bool:
-    """The same rows in the same order, iterations equal and every score within ``tolerance``: a U-Net
-    trained in a dask worker is not bit-identical to one trained in this process (weights differ by
-    1e-5 to 1e-1 after 40 iterations of this tiny net, cause not found; docs/design.md §9.6), which moves
-    a score of these barely trained models by up to ~0.01."""
-    if [(r["table"], r["setting"], r["real_fraction"], r["seed"], r["iterations"]) for r in got] != \
-            [(r["table"], r["setting"], r["real_fraction"], r["seed"], r["iterations"]) for r in want]:
-        return False
-    numbers = [k for k in want[0] if k not in ("table", "setting", "real_fraction", "seed", "iterations")]
-    return all(np.isclose(float(a[k]), float(b[k]), rtol=0, atol=tolerance, equal_nan=True)
-               for a, b in zip(got, want) for k in numbers)
-
-
 def _scores(path: Path) -> list[dict]:
-    """results.csv without the wall time (the only column that may differ between runs), in plan order
-    (a resumed run appends its rows after those of the run before)."""
+    """results.csv as written (floats as Python's repr, so equal text is equal bits) without the wall time
+    (the only column that may differ between runs), in plan order (a resumed run appends its rows after
+    those of the run before)."""
     rows = [{k: v for k, v in row.items() if k != "wall_time_s"} for row in read_csv(path)]
     order = [(spec.table, spec.setting) for spec in plan_rows(load_experiment_config(path.parent / "config.yaml"))]
     return sorted(rows, key=lambda row: order.index((row["table"], row["setting"])))
@@ -84,14 +74,12 @@ def _row_killing_its_worker(poison: Path, run_dir: Path, config, spec):
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory) -> Path:
-    """The tiny experiment run in this process (--jobs 1), one torch thread."""
+    """The tiny experiment run in this process (--jobs 1): one torch thread per step and row, from the config's
+    cluster.cores as on a worker, whatever this process had (and torch's count is put back)."""
     run = tmp_path_factory.mktemp("jobs1") / "run"
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        run_experiment(_config(run.parent), run, progress=False)
-    finally:
-        torch.set_num_threads(threads)
+    run_experiment(_config(run.parent), run, progress=False)
+    assert torch.get_num_threads() == threads
     return run
 
 
@@ -115,18 +103,51 @@ def test_local_cluster_matches_in_process_and_a_killed_worker_costs_only_its_row
         named = str(lost.value).split("results.csv: ")[1].split(" not done")[0].split(", ")
         assert f"{VICTIM} f=1 seed=0" in named
         saved = _scores(run / "results.csv")
-        assert _same_rows(saved, [row for row in expected if f"{row['setting']} f={row['real_fraction']} seed=0" not in named])
+        assert saved == [row for row in expected if f"{row['setting']} f={row['real_fraction']} seed=0" not in named]
         victim = RunLayout(run).row(VICTIM, 1.0, 0)
         assert (victim / "model" / "best.pt").is_file() and not (victim / "metrics.json").exists()  # died mid-row
 
     poison.unlink()
     run_experiment(config, run, jobs=2, progress=False)  # the rerun: --jobs 2, its own LocalCluster, the default rows
-    assert _same_rows(_scores(run / "results.csv"), expected)
+    assert _scores(run / "results.csv") == expected  # bit for bit
     assert list(read_csv(run / "results.csv")[0]) == list(RESULT_COLUMNS)
     # artefact tasks ran at once on two workers and each merged its timings into artefacts.json
     timings, reference_timings = RunLayout(run).read_timings(), RunLayout(reference).read_timings()
     assert set(timings) == set(reference_timings) and timings["n_sections"] == reference_timings["n_sections"]
     assert (run / "report.md").is_file()
+
+
+#: A process that has run torch, sets one thread, then runs a Potts simulation (numba's OpenMP pool starts) and
+#: prints torch's threads; THREADS_HERE wraps that in a --jobs 1 run's thread setting.
+AFTER_POTTS = """
+import torch
+from grainforge.experiment.config import ClusterConfig
+from grainforge.experiment.runner import run_here, threads_here
+from grainforge.potts import simulate
+
+torch.get_num_threads()
+torch.set_num_threads(1)
+{run}
+print(torch.get_num_threads())
+"""
+THREADS_HERE = """with threads_here(ClusterConfig(cores=1)) as threads:
+    run_here(lambda: simulate(8, 1, progress=False), threads)
+    print(torch.get_num_threads(), end=" ")"""
+
+
+def test_starting_numbas_pool_changes_torchs_threads_except_in_a_run_here():
+    # the cause of in-process models training on NUMBA_NUM_THREADS threads, not cluster.cores (docs/design.md §9.6)
+    env = {**os.environ, "NUMBA_NUM_THREADS": "2"}
+    env.pop("OMP_NUM_THREADS", None)
+
+    def threads_after(run: str) -> str:
+        result = subprocess.run([sys.executable, "-c", AFTER_POTTS.format(run=run)], capture_output=True, text=True,
+                                env=env, timeout=300)
+        assert result.returncode == 0, result.stderr
+        return result.stdout.strip()
+
+    assert threads_after("simulate(8, 1, progress=False)") == "2"
+    assert threads_after(THREADS_HERE) == "1 1"  # one thread while the run lasts, the caller's 1 after it
 
 
 def test_row_dependencies_cover_every_folder_a_row_reads(reference: Path):

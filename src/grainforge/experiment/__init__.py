@@ -28,7 +28,7 @@ from grainforge.experiment.layout import RunLayout
 from grainforge.experiment.report import render_report
 from grainforge.experiment.rows import compute_row
 from grainforge.experiment.runner import (RESULT_COLUMNS, RowFunction, RowSpec, check_cluster_options, plan_rows,
-                                          read_results, run_rows)
+                                          read_results, run_here, run_rows, threads_here)
 
 __all__ = ["BUILTIN_DEMO", "RESULT_COLUMNS", "TABLES", "ExperimentConfig", "RowSpec", "compute_row",
            "load_experiment_config", "plan_rows", "read_results", "render_report", "run_experiment", "run_rows",
@@ -73,11 +73,12 @@ def run_experiment(config: ExperimentConfig, run_dir: str | Path, jobs: int = 1,
     record = RunRecord(run_dir, command="experiment", config=config_to_dict(config), seed=config.seeds[0])
     layout = RunLayout(run_dir)
     if jobs == 1 and cluster is None:
-        with record.phase("artefacts"):
-            prepare_artefacts(config, layout, progress=progress)
-        with record.phase("rows"):
-            run_rows(plan_rows(config), row_fn or functools.partial(compute_row, run_dir, config),
-                     layout.results, progress=progress)
+        with threads_here(config.cluster) as threads:  # each step and row starts with the threads of a dask task
+            with record.phase("artefacts"):
+                run_here(functools.partial(prepare_artefacts, config, layout, progress=progress), threads)
+            with record.phase("rows"):
+                run_rows(plan_rows(config), row_fn or functools.partial(compute_row, run_dir, config),
+                         layout.results, progress=progress, threads=threads)
     else:
         from distributed import __version__ as distributed_version
 

@@ -110,8 +110,9 @@ class StageConfig:
 class ClusterConfig:
     """Where ``experiment --cluster slurm`` runs: a ``dask_jobqueue.SLURMCluster`` of ``jobs`` Slurm jobs,
     one dask worker per job running one task (a row or an artefact) at a time with ``cores`` threads.
-    ``cores`` also sets the threads of a task under ``--jobs N`` (default: the machine's cores // N) and
-    ``--cluster ADDRESS`` (default: the CPUs the worker may use). Sizes as dask writes them (16GB, 64GiB),
+    ``cores`` also sets the threads of a task under ``--jobs N`` (default: the machine's cores // N),
+    ``--cluster ADDRESS`` (default: the CPUs the worker may use) and ``--jobs 1`` (default: torch's
+    threads when the run starts). Sizes as dask writes them (16GB, 64GiB),
     walltime as Slurm does (HH:MM:SS, D-HH:MM:SS)."""
 
     jobs: int = 4                    # Slurm jobs (= dask workers) kept running

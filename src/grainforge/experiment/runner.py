@@ -140,13 +140,15 @@ def _describe(spec: RowSpec) -> str:
 
 
 def run_rows(specs: Sequence[RowSpec], row_fn: RowFunction, results_path: str | os.PathLike, jobs: int = 1,
-             progress: bool = True) -> list[dict]:
+             progress: bool = True, threads: int | None = None) -> list[dict]:
     """Run the rows of ``specs`` missing from ``results_path`` with ``row_fn``; returns all result rows.
 
     ``row_fn`` runs once per :attr:`RowSpec.model_key`; its metrics fill every row sharing that key.
-    After each finished row the CSV is rewritten atomically. ``jobs`` > 1 runs the rows as tasks on a
-    dask LocalCluster of that many worker processes (see :func:`dask_client`, :func:`run_row_tasks`;
-    ``row_fn`` must then be picklable: a module-level function or a functools.partial of one).
+    After each finished row the CSV is rewritten atomically. In this process (``jobs`` 1) each row
+    starts with ``threads`` torch threads (:func:`run_here`; None: as they are). ``jobs`` > 1 runs the
+    rows as tasks on a dask LocalCluster of that many worker processes (see :func:`dask_client`,
+    :func:`run_row_tasks`; ``row_fn`` must then be picklable: a module-level function or a
+    functools.partial of one).
     """
     if jobs > 1:
         with dask_client(jobs, None, ClusterConfig()) as (client, threads):
@@ -156,9 +158,41 @@ def run_rows(specs: Sequence[RowSpec], row_fn: RowFunction, results_path: str | 
         task = bar.add_task("experiment rows", total=len(specs), completed=results.n_done)
         for group in results.todo.values():
             bar.update(task, description=_describe(group[0]))
-            results.record(group, row_fn(group[0]))
+            results.record(group, run_here(functools.partial(row_fn, group[0]), threads))
             bar.update(task, advance=len(group))
     return results.rows()
+
+
+@contextmanager
+def threads_here(settings: ClusterConfig) -> Iterator[int]:
+    """The torch threads of the steps and rows of a run in this process (``--jobs 1``): ``settings.cores``,
+    else the threads torch has when the run starts (OMP_NUM_THREADS, the CPUs, or the caller's
+    ``torch.set_num_threads``); torch's count is put back on exit.
+
+    numba's OpenMP pool, when it starts (the first Potts sweep), sets the OpenMP threads of the thread
+    that starts it, torch's included, to NUMBA_NUM_THREADS; torch re-reads its own setting only once
+    per thread, so models trained after the simulation would get NUMBA_NUM_THREADS threads
+    (docs/design.md §9.6). The pool is started here, before the threads are set.
+    """
+    import numba
+    import torch
+
+    before = torch.get_num_threads()
+    numba.get_num_threads()  # starts numba's pool if it has not started
+    try:
+        yield settings.cores or before
+    finally:
+        torch.set_num_threads(before)
+
+
+def run_here(fn: Callable[[], object], threads: int | None) -> object:
+    """A step or row run in this process: ``fn()`` with ``threads`` torch threads (None: as they are), set
+    anew each time, as :func:`run_task` does on a worker."""
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    return fn()
 
 
 # ---------------------------------------------------------------- dask
@@ -184,17 +218,18 @@ def use_threads(threads: int | None) -> None:
     """Size this process's math-library thread pools to ``threads`` (None: the CPUs it may run on).
 
     A dask worker starts with one OpenMP thread; a task calls this first, before it imports torch or
-    numba (their pools read the environment once), and resizes the pools of those already imported.
+    numba (their pools read the environment once), and resizes the pools of those already imported:
+    numba's first, because starting its OpenMP pool sets torch's threads too (:func:`threads_here`).
     """
     if threads is None:
         threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     for name in THREAD_VARIABLES:
         os.environ[name] = str(threads)
-    if "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(threads)
     if "numba" in sys.modules:
         numba = sys.modules["numba"]
         numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
 
 
 def run_task(fn: Callable[[], object], threads: int | None, *needs: object) -> object:
