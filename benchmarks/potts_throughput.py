@@ -9,6 +9,8 @@ or ``--torch-device cuda``), each beside a reference measured in the same run, w
   (8 sub-lattices, same counter-based random numbers, so the same volume);
 - "distinct": :func:`slow_distinct_sweep`, the O(26^2) form of the rule as SPPARKS potts/neigh
   does it (one thread, like SPPARKS serial), and the ratio to the neighbour rule's numba rate.
+  At 128^3 the numba 1-thread row also gives its ratio to SPPARKS per core through the issue's
+  anchors (:data:`SPPARKS_ANCHORS`; no SPPARKS binary runs here).
 
 Rates are given per wall second and per CPU second (the per-core rate; on a shared machine the
 wall figure understates it). Peak memory is measured in a fresh process as the growth of the
@@ -31,6 +33,10 @@ import numpy as np
 from numba import njit
 
 from grainforge.potts import kernel
+
+SPPARKS_ANCHORS = {"early": 1.01, "late": 1.26}  # issue 11, measured side by side at 128^3, one core each: the
+# O(26^2) form's rate over SPPARKS' (serial, -O3) on the distinct rule, early and late
+
 
 
 def numpy_mix(key: np.uint64, counters: np.ndarray) -> np.ndarray:
@@ -76,6 +82,15 @@ def numpy_sweep(ids: np.ndarray, seed: int, mcs: int, thresholds: np.ndarray) ->
 
 
 @njit  # not cached: a numba cache of a file run as a script or loaded by a test breaks the other
+def _position(values, v, stop):
+    """Index of the first ``v`` in ``values[:stop]``; ``stop`` when there is none."""
+    for k in range(stop):
+        if values[k] == v:
+            return k
+    return stop
+
+
+@njit
 def _slow_distinct_pass(ids, seed, mcs, sub, thresholds):
     """One sub-lattice pass of the "distinct" rule in its O(26^2) form (SPPARKS potts/neigh); returns (ΔE, flips).
 
@@ -105,7 +120,7 @@ def _slow_distinct_pass(ids, seed, mcs, sub, thresholds):
                 for row in range(9):
                     for zi in (zm, z, zp):
                         v = flat[bases[row] + zi]
-                        if v != old and kernel._position(distinct, v, n) == n:
+                        if v != old and _position(distinct, v, n) == n:
                             distinct[n] = v
                             n += 1
                 if n == 0:
@@ -189,10 +204,9 @@ def main() -> None:
     device = torch.device(args.torch_device)
 
     def numba_step(threads, distinct):
-        def step(ids):  # distinct: with the neighbour-count cache a run keeps (empty at the first timed step)
+        def step(ids):
             numba.set_num_threads(threads)
-            known = kernel.new_others_known(ids.size) if distinct else None
-            return lambda mcs: kernel.sweep(ids, 0, mcs, thresholds, distinct, known)[1]
+            return lambda mcs: kernel.sweep(ids, 0, mcs, thresholds, distinct)[1]
         return step
 
     def torch_step(threads, distinct):
@@ -238,8 +252,12 @@ def main() -> None:
                     ratio = "" if name == reference else f"  ratio to {reference} {wall / ref_wall:.1f}x wall, {cpu / ref_cpu:.1f}x CPU"
                     if rule == "neighbour" and name == "numba_1thread":
                         default_rate[size, stage] = cpu
-                    elif rule == "distinct" and name == "numba_1thread" and (size, stage) in default_rate:
-                        ratio += f"; {cpu / default_rate[size, stage]:.2f}x the neighbour rule's CPU rate"
+                    elif rule == "distinct" and name == "numba_1thread":
+                        if (size, stage) in default_rate:
+                            ratio += f"; {cpu / default_rate[size, stage]:.2f}x the neighbour rule's CPU rate"
+                        if size == 128:
+                            ratio += (f"; ~{cpu / ref_cpu * SPPARKS_ANCHORS[stage]:.1f}x SPPARKS per CPU-second "
+                                      "on the issue's anchors")
                     print(f"{size}^3 {rule:9s} {stage:5s} {name:22s} {wall / 1e6:8.1f} M/s wall "
                           f"{cpu / 1e6:8.1f} M/s per CPU-second{ratio}", flush=True)
     numba.set_num_threads(all_threads)
