@@ -10,7 +10,9 @@ or ``--torch-device cuda``), each beside a reference measured in the same run, w
 - "distinct": :func:`slow_distinct_sweep`, the O(26^2) form of the rule as SPPARKS potts/neigh
   does it (one thread, like SPPARKS serial), and the ratio to the neighbour rule's numba rate.
   At 128^3 the numba 1-thread row also gives its ratio to SPPARKS per core through the issue's
-  anchors (:data:`SPPARKS_ANCHORS`; no SPPARKS binary runs here).
+  anchors (:data:`SPPARKS_ANCHORS`; no SPPARKS binary runs here). Where gcc exists, a C
+  transcription of the same O(26^2) form (``potts_distinct_slow.c``, gcc -O3, serial: a C
+  transcription of SPPARKS' rule, not SPPARKS) runs beside it as a compiled same-run reference.
 
 Rates are given per wall second and per CPU second (the per-core rate; on a shared machine the
 wall figure understates it). Peak memory is measured in a fresh process as the growth of the
@@ -24,16 +26,21 @@ resident set during a run, divided by the sites.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 from numba import njit
 
 from grainforge.potts import kernel
 
+C_NAME = "C_O(26^2)_1thread"  # the row of :func:`c_transcription`
 SPPARKS_ANCHORS = {"early": 1.01, "late": 1.26}  # issue 11, measured side by side at 128^3, one core each: the
 # O(26^2) form's rate over SPPARKS' (serial, -O3) on the distinct rule, early and late
 
@@ -144,6 +151,28 @@ def slow_distinct_sweep(ids: np.ndarray, seed: int, mcs: int, thresholds: np.nda
     return int(energy_change), int(flips)
 
 
+def c_transcription():
+    """``potts_distinct_slow.c`` built with gcc -O3, as a sweep like :func:`slow_distinct_sweep` (same volume); None without gcc."""
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        return None
+    with tempfile.TemporaryDirectory() as build:  # the loaded library outlives its file
+        library = Path(build) / "potts_distinct_slow.so"
+        subprocess.run([gcc, "-O3", "-shared", "-fPIC", "-o", str(library),
+                        str(Path(__file__).with_name("potts_distinct_slow.c"))], check=True)
+        c_sweep = ctypes.CDLL(str(library)).slow_distinct_sweep
+    c_sweep.restype = ctypes.c_int64
+    c_sweep.argtypes = [np.ctypeslib.ndpointer(np.uint32, flags="C_CONTIGUOUS")] + [ctypes.c_int64] * 3 + [
+        ctypes.c_uint64] * 2 + [np.ctypeslib.ndpointer(np.uint64, flags="C_CONTIGUOUS"), ctypes.POINTER(ctypes.c_int64)]
+
+    def sweep(ids: np.ndarray, seed: int, mcs: int, thresholds: np.ndarray) -> tuple[int, int]:
+        flips = ctypes.c_int64()
+        energy_change = c_sweep(ids, *ids.shape, seed, mcs, thresholds, ctypes.byref(flips))
+        return int(energy_change), flips.value
+
+    return sweep
+
+
 def attempts_per_second(step, ids: np.ndarray, first_mcs: int, n_mcs: int) -> tuple[float, float]:
     """Site-attempts per wall second and per CPU second (all threads' CPU time) of ``n_mcs`` steps.
 
@@ -224,6 +253,9 @@ def main() -> None:
         "neighbour": [("numpy", reference_step(numpy_sweep))],
         "distinct": [("O(26^2)_1thread", reference_step(slow_distinct_sweep))],
     }
+    c_sweep = c_transcription()
+    if c_sweep is not None:
+        contenders["distinct"].append((C_NAME, reference_step(c_sweep)))
     for rule, distinct in (("neighbour", False), ("distinct", True)):
         contenders[rule] += [("numba_1thread", numba_step(1, distinct)),
                              (f"numba_{all_threads}threads", numba_step(all_threads, distinct))]
@@ -235,6 +267,8 @@ def main() -> None:
             attempts_per_second(step, np.zeros((4, 4, 4), np.uint32), 0, 1)  # compile / load caches
     print(f"# Potts throughput, site-attempts/s (M = 1e6), kT 0.5; {all_threads} threads available; "
           f"torch {torch.__version__} on {device}")
+    if c_sweep is not None:
+        print(f"# {C_NAME}: a C transcription of SPPARKS' rule (potts_distinct_slow.c, gcc -O3), not SPPARKS")
     default_rate = {}
     for size in args.sizes:
         for rule in args.rules:
@@ -255,6 +289,8 @@ def main() -> None:
                     elif rule == "distinct" and name == "numba_1thread":
                         if (size, stage) in default_rate:
                             ratio += f"; {cpu / default_rate[size, stage]:.2f}x the neighbour rule's CPU rate"
+                        if C_NAME in rates:
+                            ratio += f"; {cpu / rates[C_NAME][1]:.1f}x the C transcription's CPU rate"
                         if size == 128:
                             ratio += (f"; ~{cpu / ref_cpu * SPPARKS_ANCHORS[stage]:.1f}x SPPARKS per CPU-second "
                                       "on the issue's anchors")

@@ -183,9 +183,29 @@ def test_a_pass_with_more_sites_than_a_batch_is_the_rule_site_by_site():
 
 
 @pytest.fixture(scope="module")
-def slow_sweep():
-    """The O(26^2) form of the rule in ``benchmarks/potts_throughput.py``."""
-    return load_benchmark("potts_throughput").slow_distinct_sweep
+def throughput():
+    """``benchmarks/potts_throughput.py``: the O(26^2) form of the rule and its C transcription."""
+    return load_benchmark("potts_throughput")
+
+
+@pytest.fixture(scope="module")
+def slow_sweep(throughput):
+    return throughput.slow_distinct_sweep
+
+
+def test_the_c_transcription_is_the_slow_form_bit_for_bit(throughput, slow_sweep):
+    """The benchmark's compiled reference (gcc -O3) runs the O(26^2) form's rule: the same volume, ΔE and flips."""
+    c_sweep = throughput.c_transcription()
+    if c_sweep is None:
+        pytest.skip("no gcc")
+    start = np.random.default_rng(4).integers(0, 30, size=(8, 10, 12)).astype(np.uint32)
+    thresholds = kernel.acceptance_thresholds(1.0)
+    c_ids, numba_ids = start.copy(), start.copy()
+    for mcs in range(4):
+        expected = slow_sweep(numba_ids, 6, mcs, thresholds)
+        assert c_sweep(c_ids, 6, mcs, thresholds) == expected
+        assert expected[1] > 0
+    assert np.array_equal(c_ids, numba_ids)
 
 
 def test_grains_grow_like_the_slow_form(slow_sweep):

@@ -351,7 +351,7 @@ def simulate(
     if torch_device is not None:
         from grainforge.potts import torch_kernel
 
-        torch_kernel.check_memory(shape, proposal == "distinct", torch_device)
+        torch_kernel.check_memory(shape, torch_device)
     out = ensure_writable_dir(out) if out is not None else None
     n_sites = math.prod(shape)
     options = _options(shape, kT, seed, proposal)

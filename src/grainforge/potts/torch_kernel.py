@@ -32,8 +32,8 @@ _HIGH32 = -(2**32)  # 0xFFFFFFFF00000000 as int64
 _SIGN = -(2**63)  # flipping it makes signed int64 order the uint64 order
 _INT64_MAX = 2**63 - 1
 COUNT_CHUNK_SITES = 2**24  # sites per slab of TorchLattice.count_ids (its int64 index: 128 MiB)
-BYTES_PER_SITE = {False: 56, True: 112}  # peak memory of a run per site, neighbour / distinct rule (measured
-# on the CPU as resident-set growth, 64^3 to 160^3: 53 and 109; the sub-lattice temporaries dominate)
+BYTES_PER_SITE = 56  # peak memory of a run per site, either rule (measured on the CPU as resident-set growth
+# from 64^3 to 192^3: neighbour 41, distinct 43; the sub-lattice temporaries dominate)
 
 
 def _signed(value: int) -> int:
@@ -47,22 +47,16 @@ def _shift_right(z: torch.Tensor, bits: int) -> torch.Tensor:
     return (z >> bits) & ((1 << (64 - bits)) - 1)
 
 
-def mix(key: int | torch.Tensor, counter: int | torch.Tensor) -> torch.Tensor:
-    """:func:`grainforge.potts.kernel.mix` with int64 tensors holding uint64 bits (key, counter or both).
-
-    A Python int is taken as uint64 (``key``) or a small non-negative count (``counter``).
-    """
+def mix(key: int | torch.Tensor, counter: torch.Tensor) -> torch.Tensor:
+    """:func:`grainforge.potts.kernel.mix` with int64 tensors holding uint64 bits; a Python int ``key`` is taken as uint64."""
     key = key if isinstance(key, torch.Tensor) else _signed(key)
-    if isinstance(counter, torch.Tensor):
-        z = (counter + 1) * _GOLDEN + key
-    else:
-        z = key + _signed((counter + 1) * int(kernel.GOLDEN) % _WORD)
+    z = (counter + 1) * _GOLDEN + key
     z = (z ^ _shift_right(z, 30)) * _MIX1
     z = (z ^ _shift_right(z, 27)) * _MIX2
     return z ^ _shift_right(z, 31)
 
 
-def check_memory(shape: tuple[int, int, int], distinct: bool, device: torch.device) -> int:
+def check_memory(shape: tuple[int, int, int], device: torch.device) -> int:
     """Refuse (UserError) a lattice whose torch run needs more memory than ``device`` has free; returns the estimate.
 
     Free memory: ``torch.cuda.mem_get_info`` on CUDA, else what the process may still use
@@ -73,7 +67,7 @@ def check_memory(shape: tuple[int, int, int], distinct: bool, device: torch.devi
     from grainforge.errors import UserError
     from grainforge.potts.driver import available_memory_bytes
 
-    needed = BYTES_PER_SITE[distinct] * math.prod(shape)
+    needed = BYTES_PER_SITE * math.prod(shape)
     free = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else available_memory_bytes()
     if free is not None and needed > free:
         size = "x".join(map(str, shape))
