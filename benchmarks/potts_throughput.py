@@ -9,6 +9,10 @@ or ``--torch-device cuda``), each beside a reference measured in the same run, w
   (8 sub-lattices, same counter-based random numbers, so the same volume);
 - "distinct": :func:`slow_distinct_sweep`, the O(26^2) form of the rule as SPPARKS potts/neigh
   does it (one thread, like SPPARKS serial), and the ratio to the neighbour rule's numba rate.
+  At 128^3 the numba 1-thread row also gives its ratio to SPPARKS per core through the issue's
+  anchors (:data:`SPPARKS_ANCHORS`; no SPPARKS binary runs here). Where gcc exists, a C
+  transcription of the same O(26^2) form (``potts_distinct_slow.c``, gcc -O3, serial: a C
+  transcription of SPPARKS' rule, not SPPARKS) runs beside it as a compiled same-run reference.
 
 Rates are given per wall second and per CPU second (the per-core rate; on a shared machine the
 wall figure understates it). Peak memory is measured in a fresh process as the growth of the
@@ -22,15 +26,24 @@ resident set during a run, divided by the sites.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 from numba import njit
 
 from grainforge.potts import kernel
+
+C_NAME = "C_O(26^2)_1thread"  # the row of :func:`c_transcription`
+SPPARKS_ANCHORS = {"early": 1.01, "late": 1.26}  # issue 11, measured side by side at 128^3, one core each: the
+# O(26^2) form's rate over SPPARKS' (serial, -O3) on the distinct rule, early and late
+
 
 
 def numpy_mix(key: np.uint64, counters: np.ndarray) -> np.ndarray:
@@ -76,6 +89,15 @@ def numpy_sweep(ids: np.ndarray, seed: int, mcs: int, thresholds: np.ndarray) ->
 
 
 @njit  # not cached: a numba cache of a file run as a script or loaded by a test breaks the other
+def _position(values, v, stop):
+    """Index of the first ``v`` in ``values[:stop]``; ``stop`` when there is none."""
+    for k in range(stop):
+        if values[k] == v:
+            return k
+    return stop
+
+
+@njit
 def _slow_distinct_pass(ids, seed, mcs, sub, thresholds):
     """One sub-lattice pass of the "distinct" rule in its O(26^2) form (SPPARKS potts/neigh); returns (ΔE, flips).
 
@@ -105,7 +127,7 @@ def _slow_distinct_pass(ids, seed, mcs, sub, thresholds):
                 for row in range(9):
                     for zi in (zm, z, zp):
                         v = flat[bases[row] + zi]
-                        if v != old and kernel._position(distinct, v, n) == n:
+                        if v != old and _position(distinct, v, n) == n:
                             distinct[n] = v
                             n += 1
                 if n == 0:
@@ -127,6 +149,28 @@ def slow_distinct_sweep(ids: np.ndarray, seed: int, mcs: int, thresholds: np.nda
         energy_change += d_e
         flips += n
     return int(energy_change), int(flips)
+
+
+def c_transcription():
+    """``potts_distinct_slow.c`` built with gcc -O3, as a sweep like :func:`slow_distinct_sweep` (same volume); None without gcc."""
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        return None
+    with tempfile.TemporaryDirectory() as build:  # the loaded library outlives its file
+        library = Path(build) / "potts_distinct_slow.so"
+        subprocess.run([gcc, "-O3", "-shared", "-fPIC", "-o", str(library),
+                        str(Path(__file__).with_name("potts_distinct_slow.c"))], check=True)
+        c_sweep = ctypes.CDLL(str(library)).slow_distinct_sweep
+    c_sweep.restype = ctypes.c_int64
+    c_sweep.argtypes = [np.ctypeslib.ndpointer(np.uint32, flags="C_CONTIGUOUS")] + [ctypes.c_int64] * 3 + [
+        ctypes.c_uint64] * 2 + [np.ctypeslib.ndpointer(np.uint64, flags="C_CONTIGUOUS"), ctypes.POINTER(ctypes.c_int64)]
+
+    def sweep(ids: np.ndarray, seed: int, mcs: int, thresholds: np.ndarray) -> tuple[int, int]:
+        flips = ctypes.c_int64()
+        energy_change = c_sweep(ids, *ids.shape, seed, mcs, thresholds, ctypes.byref(flips))
+        return int(energy_change), flips.value
+
+    return sweep
 
 
 def attempts_per_second(step, ids: np.ndarray, first_mcs: int, n_mcs: int) -> tuple[float, float]:
@@ -189,10 +233,9 @@ def main() -> None:
     device = torch.device(args.torch_device)
 
     def numba_step(threads, distinct):
-        def step(ids):  # distinct: with the neighbour-count cache a run keeps (empty at the first timed step)
+        def step(ids):
             numba.set_num_threads(threads)
-            known = kernel.new_others_known(ids.size) if distinct else None
-            return lambda mcs: kernel.sweep(ids, 0, mcs, thresholds, distinct, known)[1]
+            return lambda mcs: kernel.sweep(ids, 0, mcs, thresholds, distinct)[1]
         return step
 
     def torch_step(threads, distinct):
@@ -210,6 +253,9 @@ def main() -> None:
         "neighbour": [("numpy", reference_step(numpy_sweep))],
         "distinct": [("O(26^2)_1thread", reference_step(slow_distinct_sweep))],
     }
+    c_sweep = c_transcription()
+    if c_sweep is not None:
+        contenders["distinct"].append((C_NAME, reference_step(c_sweep)))
     for rule, distinct in (("neighbour", False), ("distinct", True)):
         contenders[rule] += [("numba_1thread", numba_step(1, distinct)),
                              (f"numba_{all_threads}threads", numba_step(all_threads, distinct))]
@@ -221,6 +267,8 @@ def main() -> None:
             attempts_per_second(step, np.zeros((4, 4, 4), np.uint32), 0, 1)  # compile / load caches
     print(f"# Potts throughput, site-attempts/s (M = 1e6), kT 0.5; {all_threads} threads available; "
           f"torch {torch.__version__} on {device}")
+    if c_sweep is not None:
+        print(f"# {C_NAME}: a C transcription of SPPARKS' rule (potts_distinct_slow.c, gcc -O3), not SPPARKS")
     default_rate = {}
     for size in args.sizes:
         for rule in args.rules:
@@ -238,8 +286,14 @@ def main() -> None:
                     ratio = "" if name == reference else f"  ratio to {reference} {wall / ref_wall:.1f}x wall, {cpu / ref_cpu:.1f}x CPU"
                     if rule == "neighbour" and name == "numba_1thread":
                         default_rate[size, stage] = cpu
-                    elif rule == "distinct" and name == "numba_1thread" and (size, stage) in default_rate:
-                        ratio += f"; {cpu / default_rate[size, stage]:.2f}x the neighbour rule's CPU rate"
+                    elif rule == "distinct" and name == "numba_1thread":
+                        if (size, stage) in default_rate:
+                            ratio += f"; {cpu / default_rate[size, stage]:.2f}x the neighbour rule's CPU rate"
+                        if C_NAME in rates:
+                            ratio += f"; {cpu / rates[C_NAME][1]:.1f}x the C transcription's CPU rate"
+                        if size == 128:
+                            ratio += (f"; ~{cpu / ref_cpu * SPPARKS_ANCHORS[stage]:.1f}x SPPARKS per CPU-second "
+                                      "on the issue's anchors")
                     print(f"{size}^3 {rule:9s} {stage:5s} {name:22s} {wall / 1e6:8.1f} M/s wall "
                           f"{cpu / 1e6:8.1f} M/s per CPU-second{ratio}", flush=True)
     numba.set_num_threads(all_threads)

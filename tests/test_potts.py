@@ -118,8 +118,7 @@ def test_sublattice_pass_equals_sequential_updates_in_any_order(distinct):
     start = random_ids(shape, 5, 4)
     for sub in range(8):
         fast = start.copy()
-        kernel.sweep_sublattice(fast, 7, 3, sub, kernel.acceptance_thresholds(1.5), kernel.TRIAL_OFFSETS, distinct,
-                                kernel.NO_CACHE)
+        kernel.sweep_sublattice(fast, 7, 3, sub, kernel.acceptance_thresholds(1.5), distinct)
         changed = np.argwhere(fast != start)
         assert len(changed) > 0
         assert all(4 * (x % 2) + 2 * (y % 2) + z % 2 == sub for x, y, z in changed)
@@ -151,7 +150,7 @@ def test_zero_temperature_never_raises_the_energy(distinct):
     thresholds = kernel.acceptance_thresholds(0.0)
     for mcs in range(3):
         for sub in range(8):
-            change, _ = kernel.sweep_sublattice(ids, 1, mcs, sub, thresholds, kernel.TRIAL_OFFSETS, distinct, kernel.NO_CACHE)
+            change, _ = kernel.sweep_sublattice(ids, 1, mcs, sub, thresholds, distinct)
             assert change <= 0
             energies.append(brute_energy(ids))
             assert energies[-1] == energies[-2] + change

@@ -23,15 +23,16 @@ def test_int64_splitmix_equals_the_uint64_one():
         expected = np.array([kernel.mix(np.uint64(key), c) for c in counters], dtype=np.uint64)
         got = mix(int(key), torch.from_numpy(counters.view(np.int64)))
         assert np.array_equal(got.numpy().view(np.uint64), expected)
-        keys = torch.from_numpy(counters.view(np.int64))  # tensor keys, integer counter (the distinct rule's rounds)
-        expected = np.array([kernel.mix(k, np.uint64(3)) for k in counters], dtype=np.uint64)
-        assert np.array_equal(mix(keys, 3).numpy().view(np.uint64), expected)
+    keys = torch.from_numpy(counters.view(np.int64))  # tensor keys and counters (the distinct rule's priorities)
+    ids = np.array([0, 1, 2**31, 2**32 - 1, 12345, 7, 2**16], dtype=np.uint64)
+    expected = np.array([kernel.mix(k, v) for k, v in zip(counters, ids)], dtype=np.uint64)
+    assert np.array_equal(mix(keys, torch.from_numpy(ids.view(np.int64))).numpy().view(np.uint64), expected)
 
 
 @pytest.mark.parametrize("distinct", [False, True], ids=["neighbour", "distinct"])
 @pytest.mark.parametrize("shape, start, kT", [
     ((32, 32, 32), "unique", 0.5),   # the first MCS: every id distinct
-    ((32, 32, 32), "few", 1.5),      # three ids, hot: many ΔE > 0 flips, many rounds and direct draws
+    ((32, 32, 32), "few", 1.5),      # three ids (two >= 2**31), hot: many ΔE > 0 flips
     ((4, 6, 8), "few", 0.5),         # the smallest sides: every neighbour wraps
 ])
 def test_torch_sweep_is_the_numba_sweep_bit_for_bit(shape, start, kT, distinct):

@@ -351,7 +351,7 @@ def simulate(
     if torch_device is not None:
         from grainforge.potts import torch_kernel
 
-        torch_kernel.check_memory(shape, proposal == "distinct", torch_device)
+        torch_kernel.check_memory(shape, torch_device)
     out = ensure_writable_dir(out) if out is not None else None
     n_sites = math.prod(shape)
     options = _options(shape, kT, seed, proposal)
@@ -383,8 +383,6 @@ def simulate(
         lattice = TorchLattice(ids, kT, torch_device, distinct)
     t0 = time.perf_counter()
 
-    others_known = kernel.new_others_known(n_sites) if distinct and lattice is None else None
-
     def current_ids() -> np.ndarray:
         return ids if lattice is None else lattice.to_numpy()
 
@@ -409,7 +407,7 @@ def simulate(
             task = bar.add_task("simulate", total=None if mcs is None else mcs_limit, completed=mcs_done)
             while mcs_done < mcs_limit and not reached:
                 if lattice is None:
-                    energy_change, _ = kernel.sweep(ids, seed, mcs_done, thresholds, distinct, others_known)
+                    energy_change, _ = kernel.sweep(ids, seed, mcs_done, thresholds, distinct)
                 else:
                     energy_change, _ = lattice.sweep(seed, mcs_done)  # a device scalar: no host sync per step
                 energy += energy_change

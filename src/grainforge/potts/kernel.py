@@ -11,16 +11,17 @@ Conventions (shared by :mod:`grainforge.potts.driver`, the tests and the numpy r
 - Sub-lattices: the 8 classes of ``(x % 2, y % 2, z % 2)``, numbered ``4 * (x%2) + 2 * (y%2) + z%2``;
   no two sites of one class are 26-neighbours, so a class is updated in parallel safely.
 - Random numbers are counter based: site (flat index i) in sub-lattice pass (seed, mcs, sub) uses
-  ``r = mix(sublattice_key(seed, mcs, sub), i)`` (splitmix64). The high 32 bits choose the
-  trial neighbour (``(hi * n) >> 32``), the low 32 bits decide acceptance
-  (``lo < threshold[ΔE]``). No random state is carried, so any thread count gives the same volume.
+  ``r = mix(sublattice_key(seed, mcs, sub), i)`` (splitmix64). The low 32 bits decide acceptance
+  (``lo < threshold[ΔE]``); the high 32 bits choose the "neighbour" rule's trial neighbour
+  (``(hi * n) >> 32``), and ``mix(r, id)`` ranks the "distinct" rule's candidate ids. No random
+  state is carried, so any thread count gives the same volume.
 - Threads wait passively at the 8 barriers of a step: ``grainforge/__init__`` sets
   ``OMP_WAIT_POLICY=PASSIVE`` (spinning made a 2-thread sweep ~20x slower on a loaded machine).
 - Proposal "neighbour" (the paper's): the id of one of the 18 first+second neighbours
   (:data:`TRIAL_OFFSETS`, in that order). Proposal "distinct" (SPPARKS potts/neigh): one of the
-  distinct ids other than the site's own among its 26 neighbours, uniformly, drawn in O(26) by
-  rejection (:func:`_propose_distinct`). A proposal equal to the current id, or a site with no
-  other id around, is skipped.
+  distinct ids other than the site's own among its 26 neighbours, uniformly: the one with the
+  least random priority ``mix(r, id)`` (:func:`least_priority`), O(26) and no rejection loop. A
+  proposal equal to the current id, or a site with no other id around, is skipped.
 """
 
 from __future__ import annotations
@@ -42,10 +43,11 @@ ALL_OFFSETS = np.array(
 )  # (26, 3)
 TRIAL_OFFSETS = np.array([d for d in ALL_OFFSETS if np.abs(d).sum() <= 2], dtype=np.int64)  # (18, 3)
 FORWARD_OFFSETS = ALL_OFFSETS[13:]  # (13, 3): one of each +/- pair, for counting pairs once
+HIGH32 = np.uint64(0xFFFFFFFF00000000)
 MAX_DELTA = 26
-DISTINCT_ROUNDS = 4  # rejection rounds of the "distinct" rule before its direct draw (docs/design.md §5.3)
-UNKNOWN = np.uint8(255)  # an entry of the "distinct" rule's neighbour-count cache: not known
-NO_CACHE = np.empty(0, dtype=np.uint8)
+CENTRE = 13  # the site itself in its 3x3x3 block of 27 (flat order, = ALL_OFFSETS order around it)
+NO_PRIORITY = np.uint64(0xFFFFFFFFFFFFFFFF)  # the "distinct" rule's priority of the site's own id
+DISTINCT_BATCH = 256  # sites whose "distinct" proposals are computed together: a (27, 256) uint32 block, 27 KiB
 
 
 @njit(cache=True, inline="always")
@@ -122,103 +124,47 @@ def delta_energy(ids, x, y, z, new_id):
     return _site_delta(ids.reshape(lx * ly * lz), bases, _wrap(z - 1, lz), z, _wrap(z + 1, lz), old, new_id)
 
 
-@njit(cache=True, inline="always")
-def _position(values, v, stop):
-    """Index of the first ``v`` in ``values[:stop]``; ``stop`` when there is none."""
-    for k in range(stop):
-        if values[k] == v:
-            return k
-    return stop
+@njit(cache=True)
+def draw_limits(thresholds):
+    """uint64 (27,): a site with m neighbours of another id draws a "distinct" proposal when its low 32 random bits are < entry m.
 
-
-@njit(cache=True, inline="always")
-def _count(values, v, stop):
-    """Number of ``v`` in ``values[:stop]`` (branch-free)."""
-    count = 0
-    for k in range(stop):
-        count += np.int64(values[k] == v)
-    return count
-
-
-@njit(cache=True, inline="always")
-def _count_and_earlier(values, stop, j):
-    """(number of ``values[j]`` in ``values[:stop]``, how many of them stand before slot ``j``), branch-free."""
-    v = values[j]
-    count = 0
-    earlier = 0
-    for k in range(stop):
-        same = np.int64(values[k] == v)
-        count += same
-        earlier += same * np.int64(k < j)
-    return count, earlier
-
-
-@njit(cache=True, inline="always")
-def _refused_others(r, thresholds):
-    """The most other-id neighbours (0..12) with which Metropolis refuses even the best case with word ``r``.
-
-    With m others no proposal has ΔE below 26 - 2m; it is refused when the low 32 bits of ``r`` are
-    >= the threshold of that ΔE, for every m <= the returned number.
+    ``thresholds``: :func:`acceptance_thresholds`. Entry 0 is 0 (nothing to propose); entry m is the
+    threshold of the best case ΔE = 26 - 2m (every other neighbour sharing the proposal): at or
+    above it Metropolis refuses any proposal, so the site is skipped with the same outcome.
     """
-    refused = 12
-    while refused > 0 and thresholds[26 - 2 * refused + MAX_DELTA] > (r & LOW32):
-        refused -= 1
-    return refused
+    limits = np.empty(27, dtype=np.uint64)
+    limits[0] = 0
+    for m in range(1, 27):
+        limits[m] = thresholds[2 * MAX_DELTA - 2 * m]
+    return limits
 
 
 @njit(cache=True, inline="always")
-def _propose_distinct(flat, bases, zm, z, zp, old, r, refused, others, firsts):
-    """(proposed id, ΔE, m) of the "distinct" rule in O(26); the proposal is ``old`` for a skipped site.
+def least_priority(blocks, words, n, best, copies):
+    """The "distinct" rule's proposals of ``n`` sites at once (loops over sites, which vectorise).
 
-    ``others`` (27,) and ``firsts`` (26,) are scratch arrays. The ids != ``old`` of the 26 neighbours
-    (in :data:`ALL_OFFSETS` order) go to ``others[:m]``. One id: it is the proposal. Otherwise, up
-    to :data:`DISTINCT_ROUNDS` rounds draw a slot ``j`` uniformly from ``m`` (round t's word:
-    ``r`` for t = 0, ``mix(r, t)`` after) and propose ``others[j]`` if slot j is that id's first
-    appearance: each distinct id is proposed with probability 1/m per round, so an accepted
-    proposal is uniform over the distinct ids. After :data:`DISTINCT_ROUNDS` misses the proposal
-    is drawn directly from the list of first appearances with ``mix(r, DISTINCT_ROUNDS)`` -- also
-    uniform, and cheap exactly when misses are likely (few distinct ids). ΔE comes from the same
-    list: ``(26 - m) - #others equal to the proposal``. A site is skipped before any proposal is
-    drawn when m <= ``refused`` (:func:`_refused_others`): Metropolis would refuse even the best
-    case with its low 32 random bits, so the outcome is the same. The returned m is exact, or for
-    a site skipped before its last neighbours were read, an upper bound.
+    ``blocks`` (27, >= n) uint32: column j is the 3x3x3 block of ids around site j (flat order, the
+    site at :data:`CENTRE`); ``words`` (>= n,) uint64: the sites' random words r. Every id v of the
+    block other than the site's own gets the priority ``(hi32(mix(r, v)) << 32) | v``; ``best[:n]``
+    receives the least (the proposal is its low 32 bits; :data:`NO_PRIORITY` when there is no
+    other id) and ``copies[:n]`` the number of the 27 equal to the proposal. All copies of an id
+    share one priority, so each distinct id wins with the same chance: the proposal is uniform over
+    the distinct other ids, whatever their multiplicities (docs/design.md §5.3).
     """
-    m = 0
-    for row in range(9):  # branch-free compaction (the site itself equals ``old`` and drops out)
-        base = bases[row]
-        v0, v1, v2 = flat[base + zm], flat[base + z], flat[base + zp]
-        others[m] = v0
-        m += np.int64(v0 != old)
-        others[m] = v1
-        m += np.int64(v1 != old)
-        others[m] = v2
-        m += np.int64(v2 != old)
-        if 3 * (row + 1) - m >= 27 - refused:  # so many like the site that m <= refused is certain
-            return old, 0, 24 - 3 * row + m
-    if m <= refused:
-        return old, 0, m
-    j = ((r >> S32) * np.uint64(m)) >> S32  # round 0 first: with one other id any round gives it
-    new = others[j]
-    copies, earlier = _count_and_earlier(others, m, j)
-    if earlier:
-        new = others[0]
-        copies = _count(others, new, m)
-        if copies < m:
-            new = old
-            for t in range(1, DISTINCT_ROUNDS):
-                j = ((mix(r, t) >> S32) * np.uint64(m)) >> S32
-                copies, earlier = _count_and_earlier(others, m, j)
-                if not earlier:
-                    new = others[j]
-                    break
-        if new == old:
-            n = 0
-            for k in range(m):
-                firsts[n] = others[k]
-                n += np.int64(_position(firsts, others[k], n) == n)
-            new = firsts[((mix(r, DISTINCT_ROUNDS) >> S32) * np.uint64(n)) >> S32]
-            copies = _count(others, new, m)
-    return new, (26 - m) - copies, m
+    for j in range(n):
+        best[j] = NO_PRIORITY
+    for k in range(27):
+        if k == CENTRE:
+            continue
+        for j in range(n):
+            v = blocks[k, j]
+            priority = (mix(words[j], v) & HIGH32) | np.uint64(v)
+            best[j] = min(best[j], priority if v != blocks[CENTRE, j] else NO_PRIORITY)
+    for j in range(n):
+        copies[j] = 0
+    for k in range(27):
+        for j in range(n):
+            copies[j] += np.int32(np.uint64(blocks[k, j]) == (best[j] & LOW32))
 
 
 @njit(cache=True)
@@ -228,22 +174,27 @@ def propose_distinct(neighbourhood, r, thresholds):
     ``thresholds``: :func:`acceptance_thresholds`; the proposal is the centre's own id when the
     site is skipped (no other id around, or Metropolis would refuse any proposal).
     """
-    flat = np.ascontiguousarray(neighbourhood).reshape(27)
-    bases = np.arange(0, 27, 3)
-    others = np.empty(27, dtype=flat.dtype)
-    firsts = np.empty(26, dtype=flat.dtype)
+    blocks = np.ascontiguousarray(neighbourhood).reshape(27, 1)
+    old = blocks[CENTRE, 0]
+    others = 0
+    for k in range(27):
+        others += np.int64(blocks[k, 0] != old)
     r = np.uint64(r)
-    new, delta, _ = _propose_distinct(flat, bases, 0, 1, 2, flat[13], r, _refused_others(r, thresholds), others, firsts)
-    return new, delta
+    if (r & LOW32) >= draw_limits(thresholds)[others]:
+        return old, 0
+    words = np.full(1, r, dtype=np.uint64)
+    best = np.empty(1, dtype=np.uint64)
+    copies = np.empty(1, dtype=np.int32)
+    least_priority(blocks, words, 1, best, copies)
+    return blocks.dtype.type(best[0] & LOW32), (26 - others) - np.int64(copies[0])
 
 
 @njit(cache=True, parallel=True)
-def sweep_sublattice(ids, seed, mcs, sub, thresholds, trial_offsets, distinct, others_known):
-    """Update every site of sub-lattice ``sub`` once (in place); returns (ΔE total, flips) as int64.
+def _neighbour_pass(ids, seed, mcs, sub, thresholds, trial_offsets):
+    """One pass of the "neighbour" rule over sub-lattice ``sub`` (in place); returns (ΔE total, flips) as int64.
 
-    ``trial_offsets`` is :data:`TRIAL_OFFSETS`; ``distinct`` selects the "distinct" rule, and
-    ``others_known`` (:func:`new_others_known`, or an empty array: none) caches its neighbour counts.
-    Parallel over x planes; sites of one sub-lattice never neighbour each other.
+    ``trial_offsets`` is :data:`TRIAL_OFFSETS`. Parallel over x planes; sites of one sub-lattice
+    never neighbour each other.
     """
     lx, ly, lz = ids.shape
     flat = ids.reshape(lx * ly * lz)
@@ -255,14 +206,11 @@ def sweep_sublattice(ids, seed, mcs, sub, thresholds, trial_offsets, distinct, o
     for k in range(trial_offsets.shape[0]):
         trial_row[k] = 3 * (trial_offsets[k, 0] + 1) + trial_offsets[k, 1] + 1
         trial_dz[k] = trial_offsets[k, 2]
-    use_known = others_known.shape[0] > 0
     energy_change = 0
     flips = 0
     for hx in prange(lx // 2):
         x = 2 * hx + px
         bases = np.empty(9, dtype=np.int64)
-        others = np.empty(27, dtype=ids.dtype)
-        firsts = np.empty(26, dtype=ids.dtype)
         for y in range(py, ly, 2):
             _row_bases(bases, x, y, lx, ly, lz)
             centre = bases[4]
@@ -272,60 +220,127 @@ def sweep_sublattice(ids, seed, mcs, sub, thresholds, trial_offsets, distinct, o
                 r = mix(key, np.uint64(site))
                 zm = z - 1 if z > 0 else lz - 1
                 zp = z + 1 if z < lz - 1 else 0
-                if distinct:
-                    refused = _refused_others(r, thresholds)
-                    if use_known and others_known[site] <= refused:
-                        continue  # no neighbour changed since m was counted, and Metropolis refuses that m
-                    new, delta, m = _propose_distinct(flat, bases, zm, z, zp, old, r, refused, others, firsts)
-                    if use_known:
-                        others_known[site] = m  # only this thread writes this site's entry in this pass
-                    if new == old:
-                        continue
-                else:
-                    k = ((r >> S32) * n_trial) >> S32
-                    dz = trial_dz[k]
-                    new = flat[bases[trial_row[k]] + (zm if dz < 0 else (zp if dz > 0 else z))]
-                    if new == old:
-                        continue
-                    delta = _site_delta(flat, bases, zm, z, zp, old, new)
+                k = ((r >> S32) * n_trial) >> S32
+                dz = trial_dz[k]
+                new = flat[bases[trial_row[k]] + (zm if dz < 0 else (zp if dz > 0 else z))]
+                if new == old:
+                    continue
+                delta = _site_delta(flat, bases, zm, z, zp, old, new)
                 if delta <= 0 or (r & LOW32) < thresholds[delta + MAX_DELTA]:
                     flat[site] = new
                     energy_change += delta
                     flips += 1
-                    if use_known:  # the site and its 26 neighbours: m unknown (threads may write the same 255)
-                        for row in range(9):
-                            base = bases[row]
-                            others_known[base + zm] = UNKNOWN
-                            others_known[base + z] = UNKNOWN
-                            others_known[base + zp] = UNKNOWN
     return energy_change, flips
 
 
-def new_others_known(n_sites: int) -> np.ndarray:
-    """A cache for the "distinct" rule across steps: uint8 (n_sites,), every entry unknown.
+@njit(cache=True, inline="always")
+def _apply_batch(flat, n, blocks, words, sites, others, best, copies, thresholds):
+    """Propose (:func:`least_priority`) and Metropolis-test ``n`` gathered sites; returns (ΔE, flips).
 
-    Entry i is an upper bound on the number of site i's neighbours with another id, or
-    :data:`UNKNOWN` after the site or a neighbour flipped. A site whose bound Metropolis refuses
-    is skipped without reading its neighbours; late in a run most sites are. It never changes a
-    result, only the time to get it (1 byte per site), as long as the ids change only through
-    :func:`sweep` with this cache: start a new one for other ids (a resumed run, another lattice).
+    ``sites`` (>= n,): flat indices; ``others`` (>= n,): each site's neighbours of another id.
     """
-    return np.full(n_sites, UNKNOWN, dtype=np.uint8)
+    least_priority(blocks, words, n, best, copies)
+    energy_change = 0
+    flips = 0
+    for j in range(n):
+        delta = (26 - others[j]) - copies[j]
+        if delta <= 0 or (words[j] & LOW32) < thresholds[delta + MAX_DELTA]:
+            flat[sites[j]] = flat.dtype.type(best[j] & LOW32)
+            energy_change += delta
+            flips += 1
+    return energy_change, flips
 
 
-def sweep(ids: np.ndarray, seed: int, mcs: int, thresholds: np.ndarray, distinct: bool = False,
-          others_known: np.ndarray | None = None) -> tuple[int, int]:
-    """One Monte Carlo step (the 8 sub-lattices in order 0..7), in place; returns (ΔE, flips).
+@njit(cache=True, parallel=True)
+def _distinct_pass(ids, seed, mcs, sub, thresholds):
+    """One pass of the "distinct" rule over sub-lattice ``sub`` (in place); returns (ΔE total, flips) as int64.
 
-    ``others_known``: the "distinct" rule's cache (:func:`new_others_known`), kept between steps of a run.
+    Parallel over x planes. Row (x, y) by row: the 9 lattice rows around it are copied with their
+    periodic z ends, the neighbours of another id are counted for every z at once, and the sites
+    that draw (:func:`draw_limits`) are gathered, with their 3x3x3 blocks, into a batch of up to
+    :data:`DISTINCT_BATCH` sites, proposed and tested together when it is full or the plane is
+    done. Deferring is exact: no two sites of a sub-lattice are neighbours, so no site of a batch
+    reads an id that the pass writes.
     """
-    others_known = NO_CACHE if others_known is None else others_known
+    lx, ly, lz = ids.shape
+    flat = ids.reshape(lx * ly * lz)
+    px, py, pz = (sub >> 2) & 1, (sub >> 1) & 1, sub & 1
+    key = sublattice_key(seed, mcs, sub)
+    limits = draw_limits(thresholds)
+    energy_change = 0
+    flips = 0
+    for hx in prange(lx // 2):
+        x = 2 * hx + px
+        bases = np.empty(9, dtype=np.int64)
+        rows = np.empty((9, lz + 2), dtype=ids.dtype)  # row r's z = -1 .. lz at 0 .. lz + 1
+        row_others = np.empty(lz, dtype=np.int32)
+        row_words = np.empty(lz // 2, dtype=np.uint64)
+        blocks = np.empty((27, DISTINCT_BATCH), dtype=ids.dtype)
+        words = np.empty(DISTINCT_BATCH, dtype=np.uint64)
+        sites = np.empty(DISTINCT_BATCH, dtype=np.int64)
+        others = np.empty(DISTINCT_BATCH, dtype=np.int32)
+        best = np.empty(DISTINCT_BATCH, dtype=np.uint64)
+        copies = np.empty(DISTINCT_BATCH, dtype=np.int32)
+        n = 0
+        for y in range(py, ly, 2):
+            _row_bases(bases, x, y, lx, ly, lz)
+            for row in range(9):
+                base = bases[row]
+                rows[row, 1:lz + 1] = flat[base:base + lz]
+                rows[row, 0] = flat[base + lz - 1]
+                rows[row, lz + 1] = flat[base]
+            for z in range(lz):  # every z, both parities: unit strides vectorise
+                count = 0
+                for row in range(9):
+                    for d in range(3):
+                        count += np.int32(rows[row, z + d] != rows[4, z + 1])
+                row_others[z] = count
+            first_site = bases[4] + pz
+            for i in range(lz // 2):
+                row_words[i] = mix(key, np.uint64(first_site + 2 * i))
+            for i in range(lz // 2):
+                z = pz + 2 * i
+                if (row_words[i] & LOW32) >= limits[row_others[z]]:
+                    continue
+                for row in range(9):
+                    for d in range(3):
+                        blocks[3 * row + d, n] = rows[row, z + d]
+                words[n] = row_words[i]
+                sites[n] = first_site + 2 * i
+                others[n] = row_others[z]
+                n += 1
+                if n == DISTINCT_BATCH:
+                    d_e, f = _apply_batch(flat, n, blocks, words, sites, others, best, copies, thresholds)
+                    energy_change += d_e
+                    flips += f
+                    n = 0
+        d_e, f = _apply_batch(flat, n, blocks, words, sites, others, best, copies, thresholds)
+        energy_change += d_e
+        flips += f
+    return energy_change, flips
+
+
+def sweep_sublattice(ids: np.ndarray, seed: int, mcs: int, sub: int, thresholds: np.ndarray,
+                     distinct: bool = False) -> tuple[int, int]:
+    """Update every site of sub-lattice ``sub`` (0..7) once, in place; returns (ΔE, flips).
+
+    ``distinct`` selects the "distinct" trial rule instead of "neighbour".
+    """
+    if distinct:
+        energy_change, flips = _distinct_pass(ids, seed, mcs, sub, thresholds)
+    else:
+        energy_change, flips = _neighbour_pass(ids, seed, mcs, sub, thresholds, TRIAL_OFFSETS)
+    return int(energy_change), int(flips)
+
+
+def sweep(ids: np.ndarray, seed: int, mcs: int, thresholds: np.ndarray, distinct: bool = False) -> tuple[int, int]:
+    """One Monte Carlo step (the 8 sub-lattices in order 0..7), in place; returns (ΔE, flips)."""
     energy_change = flips = 0
     for sub in range(8):
-        d_e, n = sweep_sublattice(ids, seed, mcs, sub, thresholds, TRIAL_OFFSETS, distinct, others_known)
+        d_e, n = sweep_sublattice(ids, seed, mcs, sub, thresholds, distinct)
         energy_change += d_e
         flips += n
-    return int(energy_change), int(flips)
+    return energy_change, flips
 
 
 @njit(cache=True, parallel=True)

@@ -12,9 +12,8 @@ order), Metropolis through the same uint32 thresholds and the same counter-based
 - torch has no unsigned 64-bit arithmetic, so splitmix64 runs in int64: additions and products
   wrap modulo 2**64 in two's complement exactly like uint64, and a logical right shift is an
   arithmetic shift followed by a mask.
-- ΔE and flips are summed on the device. With the "neighbour" rule nothing in a step waits for
-  the device (no ``.item()``, no data-dependent shapes), so CUDA runs the 8 passes of a step
-  without a host sync; the "distinct" rule takes one ``nonzero`` per pass (its direct draws).
+- ΔE and flips are summed on the device. Nothing in a step waits for the device (no ``.item()``,
+  no data-dependent shapes), so CUDA runs the 8 passes of a step without a host sync.
 """
 
 from __future__ import annotations
@@ -29,9 +28,12 @@ _GOLDEN = int(kernel.GOLDEN) - _WORD  # the uint64 constants as the int64 with t
 _MIX1 = int(kernel.MIX1) - _WORD
 _MIX2 = int(kernel.MIX2) - _WORD
 _LOW32 = 0xFFFFFFFF
+_HIGH32 = -(2**32)  # 0xFFFFFFFF00000000 as int64
+_SIGN = -(2**63)  # flipping it makes signed int64 order the uint64 order
+_INT64_MAX = 2**63 - 1
 COUNT_CHUNK_SITES = 2**24  # sites per slab of TorchLattice.count_ids (its int64 index: 128 MiB)
-BYTES_PER_SITE = {False: 56, True: 112}  # peak memory of a run per site, neighbour / distinct rule (measured
-# on the CPU as resident-set growth, 64^3 to 160^3: 53 and 109; the sub-lattice temporaries dominate)
+BYTES_PER_SITE = 56  # peak memory of a run per site, either rule (measured on the CPU as resident-set growth
+# from 64^3 to 192^3: neighbour 41, distinct 43; the sub-lattice temporaries dominate)
 
 
 def _signed(value: int) -> int:
@@ -45,22 +47,16 @@ def _shift_right(z: torch.Tensor, bits: int) -> torch.Tensor:
     return (z >> bits) & ((1 << (64 - bits)) - 1)
 
 
-def mix(key: int | torch.Tensor, counter: int | torch.Tensor) -> torch.Tensor:
-    """:func:`grainforge.potts.kernel.mix` with int64 tensors holding uint64 bits (key, counter or both).
-
-    A Python int is taken as uint64 (``key``) or a small non-negative count (``counter``).
-    """
+def mix(key: int | torch.Tensor, counter: torch.Tensor) -> torch.Tensor:
+    """:func:`grainforge.potts.kernel.mix` with int64 tensors holding uint64 bits; a Python int ``key`` is taken as uint64."""
     key = key if isinstance(key, torch.Tensor) else _signed(key)
-    if isinstance(counter, torch.Tensor):
-        z = (counter + 1) * _GOLDEN + key
-    else:
-        z = key + _signed((counter + 1) * int(kernel.GOLDEN) % _WORD)
+    z = (counter + 1) * _GOLDEN + key
     z = (z ^ _shift_right(z, 30)) * _MIX1
     z = (z ^ _shift_right(z, 27)) * _MIX2
     return z ^ _shift_right(z, 31)
 
 
-def check_memory(shape: tuple[int, int, int], distinct: bool, device: torch.device) -> int:
+def check_memory(shape: tuple[int, int, int], device: torch.device) -> int:
     """Refuse (UserError) a lattice whose torch run needs more memory than ``device`` has free; returns the estimate.
 
     Free memory: ``torch.cuda.mem_get_info`` on CUDA, else what the process may still use
@@ -71,7 +67,7 @@ def check_memory(shape: tuple[int, int, int], distinct: bool, device: torch.devi
     from grainforge.errors import UserError
     from grainforge.potts.driver import available_memory_bytes
 
-    needed = BYTES_PER_SITE[distinct] * math.prod(shape)
+    needed = BYTES_PER_SITE * math.prod(shape)
     free = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else available_memory_bytes()
     if free is not None and needed > free:
         size = "x".join(map(str, shape))
@@ -92,7 +88,7 @@ class TorchLattice:
     device : torch.device
         Where the lattice and every step live.
     distinct : bool, optional
-        The "distinct" trial rule (:func:`grainforge.potts.kernel._propose_distinct`) instead of "neighbour".
+        The "distinct" trial rule (:func:`grainforge.potts.kernel.least_priority`) instead of "neighbour".
     """
 
     def __init__(self, ids: np.ndarray, kT: float, device: torch.device, distinct: bool = False) -> None:
@@ -103,7 +99,9 @@ class TorchLattice:
         self.padded = torch.empty((lx + 2, ly + 2, lz + 2), dtype=torch.int32, device=device)
         self.padded[1:-1, 1:-1, 1:-1] = torch.from_numpy(np.ascontiguousarray(ids, dtype=np.uint32).view(np.int32))
         self._refresh_halo()
-        self.thresholds = torch.from_numpy(kernel.acceptance_thresholds(kT).astype(np.int64)).to(device)
+        thresholds = kernel.acceptance_thresholds(kT)
+        self.thresholds = torch.from_numpy(thresholds.astype(np.int64)).to(device)
+        self.draw_limits = torch.from_numpy(kernel.draw_limits(thresholds).astype(np.int64)).to(device)
         stride_x, stride_y = (ly + 2) * (lz + 2), lz + 2
         self.trial_steps = torch.tensor([int(dx) * stride_x + int(dy) * stride_y + int(dz)
                                          for dx, dy, dz in kernel.TRIAL_OFFSETS], dtype=torch.int64, device=device)
@@ -150,46 +148,30 @@ class TorchLattice:
 
     def _propose_distinct(self, parity: tuple[int, int, int], old: torch.Tensor,
                           r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The "distinct" rule of :func:`grainforge.potts.kernel._propose_distinct`, site for site.
+        """The "distinct" rule of :func:`grainforge.potts.kernel.least_priority`, site for site.
 
-        Returns (proposal, ΔE, tried): ``tried`` is False where the numba kernel skips the site. The
-        rounds run on every site at once; the direct draw after :data:`kernel.DISTINCT_ROUNDS`
-        misses runs on the sites still pending only, found with one ``nonzero`` (the one host sync
-        of a pass of this rule).
+        Returns (proposal, ΔE, tried): ``tried`` is False where the numba kernel skips the site
+        (:func:`kernel.draw_limits`). The priorities ``(hi32(mix(r, v)) << 32) | v`` are compared as
+        uint64 through int64 with the sign bit flipped; one pass over the 26 neighbours keeps the
+        least, a second counts the proposal's copies.
         """
-        around = torch.stack([self._view(parity, tuple(int(d) for d in offset)) for offset in kernel.ALL_OFFSETS])
-        other = around != old  # (26, ...) in ALL_OFFSETS order, the order of the numba scan
-        m = other.sum(0)
-        least_delta = kernel.MAX_DELTA - 2 * m  # 26 neighbours, at most m of them share the proposal
-        refused = (least_delta > 0) & ((r & _LOW32) >= self.thresholds[least_delta + kernel.MAX_DELTA])
-        tried = (m > 0) & ~refused
-        slot = other.cumsum(0, dtype=torch.int8) - 1  # index among the others, where ``other``
-        rank = torch.arange(len(kernel.ALL_OFFSETS), dtype=torch.int8, device=self.device).view((-1,) + (1,) * old.dim())
-
-        def pick(chosen: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            """(k, id) of the one neighbour where ``chosen`` (26, ...) holds; (0, 0) where none does.
-
-            Sums over the 26, not argmax: reductions over the leading axis run along contiguous memory.
-            """
-            return (chosen * rank).sum(0, dtype=torch.int8), (chosen * values).sum(0, dtype=torch.int32)
-
-        new = torch.where(tried, pick(other & (slot == 0), around)[1], old)
-        pending = tried & ((around == new).sum(0) < m)  # more than one other id
-        for t in range(kernel.DISTINCT_ROUNDS):
-            word = r if t == 0 else mix(r, t)
-            k, candidate = pick(other & (slot == (_shift_right(word, 32) * m) >> 32), around)
-            repeated = ((around == candidate) & (rank < k)).any(0)
-            new = torch.where(pending & ~repeated, candidate, new)
-            pending &= repeated
-        where = pending.nonzero(as_tuple=True)
-        if len(where[0]):
-            rest = around[(slice(None),) + where]  # (26, P)
-            first = torch.stack([other[(k,) + where] & ~(rest[:k] == rest[k]).any(0) for k in range(len(rest))])
-            n = first.sum(0)
-            j = (_shift_right(mix(r[where], kernel.DISTINCT_ROUNDS), 32) * n) >> 32
-            new[where] = pick(first & (first.cumsum(0) - 1 == j), rest)[1]
-        delta = (kernel.MAX_DELTA - m) - (around == new).sum(0)
-        return new, delta, tried
+        neighbours = [self._view(parity, tuple(int(d) for d in offset)) for offset in kernel.ALL_OFFSETS]
+        others = torch.zeros(old.shape, dtype=torch.int8, device=self.device)
+        least = torch.full(old.shape, _INT64_MAX, dtype=torch.int64, device=self.device)  # flipped NO_PRIORITY
+        for neighbour in neighbours:
+            other = neighbour != old
+            others.add_(other)
+            v = neighbour.to(torch.int64) & _LOW32
+            priority = (mix(r, v) & _HIGH32) | v
+            least = torch.minimum(least, torch.where(other, priority ^ _SIGN, _INT64_MAX))
+        low = (least ^ _SIGN) & _LOW32
+        new = ((low ^ 2**31) - 2**31).to(torch.int32)  # the uint32 id as the int32 with its bits
+        copies = torch.zeros_like(others)
+        for neighbour in neighbours:
+            copies.add_(neighbour == new)
+        others = others.to(torch.int64)
+        tried = (r & _LOW32) < self.draw_limits[others]
+        return new, (kernel.MAX_DELTA - others) - copies.to(torch.int64), tried
 
     def sweep(self, seed: int, mcs: int) -> tuple[torch.Tensor, torch.Tensor]:
         """One Monte Carlo step (sub-lattices 0..7); returns (ΔE, flips) as int64 device scalars, without a host sync."""
