@@ -120,6 +120,7 @@ def test_local_cluster_matches_in_process_and_a_killed_worker_costs_only_its_row
 #: A process that has run torch, sets one thread, then runs a Potts simulation (numba's OpenMP pool starts) and
 #: prints torch's threads; THREADS_HERE wraps that in a --jobs 1 run's thread setting.
 AFTER_POTTS = """
+import numba
 import torch
 from grainforge.experiment.config import ClusterConfig
 from grainforge.experiment.runner import run_here, threads_here
@@ -135,7 +136,7 @@ THREADS_HERE = """with threads_here(ClusterConfig(cores=1)) as threads:
     print(torch.get_num_threads(), end=" ")"""
 
 
-def test_starting_numbas_pool_changes_torchs_threads_except_in_a_run_here():
+def test_starting_numbas_pool_changes_torchs_threads_except_in_simulate_and_a_run_here():
     # the cause of in-process models training on NUMBA_NUM_THREADS threads, not cluster.cores (docs/design.md §9.6)
     env = {**os.environ, "NUMBA_NUM_THREADS": "2"}
     env.pop("OMP_NUM_THREADS", None)
@@ -146,7 +147,8 @@ def test_starting_numbas_pool_changes_torchs_threads_except_in_a_run_here():
         assert result.returncode == 0, result.stderr
         return result.stdout.strip()
 
-    assert threads_after("simulate(8, 1, progress=False)") == "2"
+    assert threads_after("numba.get_num_threads()") == "2"  # the pool's start changes torch's threads
+    assert threads_after("simulate(8, 1, progress=False)") == "1"  # simulate puts them back
     assert threads_after(THREADS_HERE) == "1 1"  # one thread while the run lasts, the caller's 1 after it
 
 

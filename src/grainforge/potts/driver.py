@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -370,6 +371,9 @@ def simulate(
     mcs_limit = MCS_CAP_FOR_TARGET if mcs is None else mcs
     wall_offset = log[-1]["wall_time_s"] if log else 0.0
 
+    # starting numba's OpenMP pool (its first call) also sets torch's threads in this thread, and torch does not
+    # re-read its own setting: keep torch's count to put it back (docs/design.md §9.6)
+    torch_threads = sys.modules["torch"].get_num_threads() if "torch" in sys.modules else None
     previous_threads = numba.get_num_threads()
     numba.set_num_threads(threads or numba.config.NUMBA_NUM_THREADS)
     lattice = None  # numba sweeps ``ids`` in place; torch keeps its own copy on the device
@@ -378,8 +382,8 @@ def simulate(
 
         from grainforge.potts.torch_kernel import TorchLattice
 
-        previous_torch_threads = torch.get_num_threads()
-        torch.set_num_threads(threads or previous_torch_threads)
+        torch_threads = torch_threads or torch.get_num_threads()
+        torch.set_num_threads(threads or torch_threads)
         lattice = TorchLattice(ids, kT, torch_device, distinct)
     t0 = time.perf_counter()
 
@@ -422,9 +426,9 @@ def simulate(
         ids = current_ids()
         energy = int(energy)
     finally:
-        if lattice is not None:
-            torch.set_num_threads(previous_torch_threads)
         numba.set_num_threads(previous_threads)
+        if torch_threads is not None:
+            sys.modules["torch"].set_num_threads(torch_threads)
 
     result = SimulationResult(ids=ids, log=log, mcs_done=mcs_done,
                               target_reached=None if target_grain_size is None else bool(reached))
