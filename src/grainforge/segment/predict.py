@@ -33,42 +33,41 @@ OVERLAY_COLOUR = (255, 40, 40)
 
 
 def grain_rows(boundary: np.ndarray, labels: np.ndarray, um_per_px: float | None = None) -> list[dict]:
-    """One row per grain, in the label order of ``labels`` = ``label_grains(boundary)``.
+    """One row per grain, in the label order of ``labels`` = ``label_grains(boundary)`` (measured on ``labels``).
 
-    Columns: area, equivalent diameter, perimeter (skimage, px), neighbours and border flag
-    (``grainforge.grainstats.grain_table``); in micrometres too with ``um_per_px``.
+    Columns: area, equivalent diameter, neighbours and border flag (:func:`grainforge.grainstats.label_table`),
+    perimeter (px, as skimage's regionprops: :func:`grainforge.grainstats.grain_perimeters`); in micrometres
+    too with ``um_per_px``.
     """
-    from skimage.measure import regionprops_table
+    from grainforge.grainstats import grain_perimeters, label_table
 
-    from grainforge.grainstats import grain_table
-
-    rows = grain_table(boundary, um_per_px=um_per_px)
-    if not rows:
-        return []
-    perimeter = regionprops_table(labels, properties=("label", "perimeter"))
-    perimeter_by_label = dict(zip(perimeter["label"].tolist(), perimeter["perimeter"].tolist()))
+    rows = label_table(labels, um_per_px=um_per_px)
+    perimeters = grain_perimeters(labels)
     for row in rows:
-        row["perimeter_px"] = float(perimeter_by_label[row["grain"]])
+        row["perimeter_px"] = float(perimeters[row["grain"]])
     return rows
 
 
 def summary_row(stem: str, labels: np.ndarray, rows: list[dict], um_per_px: float | None) -> dict:
     """Summarise one image: grain count and mean interior-grain area (all grains if none is interior).
 
+    ``labels``: a :func:`grainforge.grains.label_grains` map, ``rows``: its :func:`grain_rows`.
     ``n_grains_weighted`` is the ASTM E112 Jeffries count (inside 1, cut by the edge 1/2, corner
     grains 1/4 per corner; :func:`grainforge.grainsize.planimetric_count`) of the grains of at least
     3 pixels, as ``grainforge grainsize`` and ``grainforge stats`` count them (docs/design.md §3.4);
     with a pixel size also grains per mm² and the planimetric G.
     """
     from grainforge.grainsize import astm_g_from_grains_per_mm2, planimetric_count
-    from grainforge.grainstats import label_grains_min_area
+    from grainforge.grainstats import MIN_AREA_PX, grain_areas
 
     height, width = labels.shape
     interior = [r["area_px"] for r in rows if not r["touches_border"]]
     areas = interior or [r["area_px"] for r in rows]
+    fragment = grain_areas(labels) < MIN_AREA_PX  # label_grains_min_area(labels == 0) without labelling again
+    fragment[0] = True
     summary = {"image": stem, "height_px": height, "width_px": width, "n_grains": len(rows),
                "n_interior_grains": len(interior), "mean_area_px": float(np.mean(areas)) if areas else float("nan"),
-               "n_grains_weighted": planimetric_count(label_grains_min_area(labels == 0))["n_weighted"]}
+               "n_grains_weighted": planimetric_count(np.where(fragment[labels], 0, labels))["n_weighted"]}
     if um_per_px is not None:
         n_a = summary["n_grains_weighted"] / (height * width * (um_per_px * 1e-3) ** 2)
         summary.update(um_per_px=um_per_px, mean_area_um2=summary["mean_area_px"] * um_per_px**2,
