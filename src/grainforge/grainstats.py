@@ -100,7 +100,7 @@ def _grains_around(labels, row, col, found):  # pragma: no cover - compiled
     return count
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _pair_votes(labels, n):  # pragma: no cover - compiled
     """int64 keys a * (n + 1) + b, one per boundary pixel (label 0) and pair a < b of grains around it."""
     height, width = labels.shape
@@ -154,7 +154,7 @@ def grain_perimeters(labels: np.ndarray) -> np.ndarray:
     return perimeters
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _perimeter_code_counts(labels, n, codes):  # pragma: no cover - compiled
     """int64 (n + 1, len(codes)): per label, how many of its edge pixels have each of the perimeter ``codes``.
 

@@ -141,7 +141,7 @@ def _sift_down(keys, items, size):  # pragma: no cover - compiled
     keys[position], items[position] = key, item
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _rims(labels, bits):  # pragma: no cover - compiled
     """(flat indices in raster order, priorities) of the marker pixels with a 4-neighbour of another label
     (0 included)."""
@@ -164,7 +164,7 @@ def _rims(labels, bits):  # pragma: no cover - compiled
     return rims, priorities
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _flood(bits, labels, rims, watershed_line, order):  # pragma: no cover - compiled
     """Flood ``labels`` (int32 (H, W), 0 = to flood) in place from the marker rims ``rims`` (flat indices in
     flooding order) by the probability whose float32 bits are ``bits`` (uint32 (H, W)); see :func:`flood`.
@@ -223,7 +223,7 @@ def _flood(bits, labels, rims, watershed_line, order):  # pragma: no cover - com
     return n_taken
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _line_in_order(regions, seeds, order):  # pragma: no cover - compiled
     """The watershed line of a flooding from ``seeds`` (int32 (H, W), 0 = to flood) that takes the pixels in
     ``order`` (flat indices) and gives each the label it has in ``regions`` (int32 (H, W)): int32 (H, W), 0 on

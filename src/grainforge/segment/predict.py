@@ -14,10 +14,11 @@ Output folder: ``probabilities/<stem>.png`` (uint8, 255 = probability 1), ``boun
 
 from __future__ import annotations
 
-import contextlib
 import os
+import time
 import warnings
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,9 @@ GRAIN_CSV_COLUMNS = ("grain", "area_px", "equivalent_diameter_px", "perimeter_px
 SUMMARY_COLUMNS = ("image", "height_px", "width_px", "n_grains", "n_interior_grains", "mean_area_px", "n_grains_weighted",
                    "um_per_px", "mean_area_um2", "grains_per_mm2", "astm_g")
 OVERLAY_COLOUR = (255, 40, 40)
+PNG_COMPRESS_LEVEL = 1
+"""zlib level of the written PNGs: the same pixels as the default 6, about 5 % larger files in all, written
+3x faster (a 2800 x 1600 micrograph's three PNGs: 0.33 s instead of 1.08 s of CPU)."""
 
 
 def grain_rows(boundary: np.ndarray, labels: np.ndarray, um_per_px: float | None = None) -> list[dict]:
@@ -83,6 +87,16 @@ def overlay(image: np.ndarray, boundary: np.ndarray) -> np.ndarray:
     return rgb
 
 
+def _write_maps(out: Path, stem: str, image: np.ndarray, boundary: np.ndarray, labels: np.ndarray,
+                um_per_px: float | None) -> None:
+    """Write the boundary PNG, the label TIFF (uint16 when the ids fit) and the overlay PNG of one image."""
+    from grainforge.data.io import write_boundary_png, write_png, write_tiff
+
+    write_boundary_png(out / "boundaries" / f"{stem}.png", boundary, PNG_COMPRESS_LEVEL)
+    write_tiff(out / "labels" / f"{stem}.tif", labels.astype(np.uint16 if labels.max() < 2**16 else np.uint32), um_per_px)
+    write_png(out / "overlays" / f"{stem}.png", overlay(image, boundary), PNG_COMPRESS_LEVEL)
+
+
 def gather_images(inputs: Sequence[str | os.PathLike]) -> list[Path]:
     """Collect the image files of files and folders (a folder without images but with ``images/`` uses that).
 
@@ -110,24 +124,18 @@ def gather_images(inputs: Sequence[str | os.PathLike]) -> list[Path]:
 
 
 def segment_image(probability_of: Callable[[np.ndarray], np.ndarray], image: np.ndarray, config,
-                  threshold_only: bool = False,
-                  phase: Callable[[str], contextlib.AbstractContextManager] = contextlib.nullcontext
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                  threshold_only: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Segment a grey image (H x W in [0, 1]): boundary probability, then post-processing.
 
     Returns (boundary probability float32 H x W, boundary bool H x W, grain labels int32 H x W with
     0 = boundary). Post-processing follows the SegmentConfig's settings (``threshold_only``: plain
     threshold instead of closed boundaries). ``probability_of``: image -> boundary probability (float32
-    H x W), e.g. the first item of :func:`load_segmenter`. ``phase(name)`` wraps the "inference" and
-    "post-processing" steps, e.g. ``RunRecord.phase`` to time them.
+    H x W), e.g. the first item of :func:`load_segmenter`.
     """
     from grainforge.segment.postprocess import postprocess
 
-    with phase("inference"):
-        probability = probability_of(image)
-    with phase("post-processing"):
-        boundary, labels = postprocess(probability, config, threshold_only=threshold_only)
-    return probability, boundary, labels
+    probability = probability_of(image)
+    return probability, *postprocess(probability, config, threshold_only=threshold_only)
 
 
 def load_segmenter(model: str | os.PathLike, device: str = "auto") -> tuple[Callable[[np.ndarray], np.ndarray], object, Path, str]:
@@ -229,35 +237,49 @@ def predict(model_dir: str | os.PathLike, inputs: Sequence[str | os.PathLike], o
     >>> tmp.cleanup()
     """
     from grainforge.config import config_to_dict
-    from grainforge.data.io import (check_pixel_size, ensure_writable_dir, read_grey, read_pixel_size, write_boundary_png,
-                                    write_csv, write_png, write_tiff)
+    from grainforge.data.io import check_pixel_size, ensure_writable_dir, read_grey, read_pixel_size, write_csv, write_png
     from grainforge.grainsize import MIN_GRAINS_PER_FIELD
+    from grainforge.segment.postprocess import postprocess
     from grainforge.progress import progress_bar
     from grainforge.runinfo import RunRecord
 
     um_per_px = check_pixel_size(um_per_px, "um_per_px")
+    load_start = time.perf_counter()
     probability_of, config, model_path, device_name = load_segmenter(model_dir, device)
+    load_s = time.perf_counter() - load_start
     files = gather_images(inputs)
     out = ensure_writable_dir(out)
     record = RunRecord(out, command="segment predict", config=config_to_dict(config), seed=None)
+    record.data["timings_s"]["model loading"] = load_s
     sizes = {path: um_per_px if um_per_px is not None else read_pixel_size(path) for path in files}
     summary = []
-    with progress_bar(disable=not progress) as bar:
+    # Outputs are written by one thread while the next step computes (PNG and TIFF zlib and numba release the GIL)
+    with progress_bar(disable=not progress) as bar, ThreadPoolExecutor(1, thread_name_prefix="predict-writer") as writer:
         task = bar.add_task("segment predict", total=len(files))
+        writes = []
         for path in files:
-            image = read_grey(path)
-            size = sizes[path]
-            probability, boundary, labels = segment_image(probability_of, image, config, threshold_only, record.phase)
+            stem, size = path.stem, sizes[path]
+            with record.phase("reading"):
+                image = read_grey(path)
+            with record.phase("inference"):
+                probability = probability_of(image)
+            writes.append(writer.submit(lambda stem=stem, probability=probability: write_png(
+                out / "probabilities" / f"{stem}.png", to_uint8(probability), PNG_COMPRESS_LEVEL)))
             with record.phase("post-processing"):
+                boundary, labels = postprocess(probability, config, threshold_only=threshold_only)
+            writes.append(writer.submit(_write_maps, out, stem, image, boundary, labels, size))
+            with record.phase("grain table"):
                 rows = grain_rows(boundary, labels, size)
-            stem = path.stem
-            write_png(out / "probabilities" / f"{stem}.png", to_uint8(probability))
-            write_boundary_png(out / "boundaries" / f"{stem}.png", boundary)
-            write_tiff(out / "labels" / f"{stem}.tif", labels.astype(np.uint16 if labels.max() < 2**16 else np.uint32), size)
-            write_png(out / "overlays" / f"{stem}.png", overlay(image, boundary))
-            write_csv(out / "grains" / f"{stem}.csv", rows, GRAIN_CSV_COLUMNS if size else GRAIN_CSV_COLUMNS[:6])
-            summary.append(summary_row(stem, labels, rows, size))
+                summary.append(summary_row(stem, labels, rows, size))
+            writes.append(writer.submit(write_csv, out / "grains" / f"{stem}.csv", rows,
+                                        GRAIN_CSV_COLUMNS if size else GRAIN_CSV_COLUMNS[:6]))
+            for done in [w for w in writes if w.done()]:
+                done.result()  # raises a failed write's error
+                writes.remove(done)
             bar.update(task, advance=1)
+        with record.phase("writing"):  # what the writer still has to do after the last image's computation
+            for pending in writes:
+                pending.result()
     few = [row for row in summary if row["n_grains_weighted"] < MIN_GRAINS_PER_FIELD]
     if few and any(size is not None for size in sizes.values()):
         warnings.warn(f"{len(few)} of {len(summary)} fields (e.g. {few[0]['image']}: {few[0]['n_grains_weighted']:g}) hold "
