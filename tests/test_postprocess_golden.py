@@ -128,3 +128,12 @@ def test_line_replay_equals_a_second_flooding(golden, setting):
         expected = flood(probability, np.where(markers > 0, regions, 0), watershed_line=True) == 0
         np.testing.assert_array_equal(closed_boundaries(probability, *SETTINGS[setting]), expected)
         assert markers.max() == 0 or expected.any()
+
+
+def test_marker_disk_is_skimage_disk():
+    from skimage.morphology import disk
+
+    from grainforge.segment.postprocess import _disk
+
+    for radius in range(9):
+        np.testing.assert_array_equal(_disk(radius), disk(radius), strict=True)

@@ -25,7 +25,6 @@ import numba
 import numpy as np
 from scipy import ndimage, sparse
 from scipy.sparse.csgraph import connected_components
-from skimage.morphology import disk
 
 from grainforge.errors import UserError
 from grainforge.grains import label_grains
@@ -175,7 +174,7 @@ def _flood(bits, labels, rims, watershed_line, order):  # pragma: no cover - com
     """
     height, width = labels.shape
     out, flat_bits = labels.ravel(), bits.ravel()
-    state = np.zeros(out.size, dtype=np.uint8)  # 1 = queued, 2 = on a watershed line
+    state = np.zeros(out.size if watershed_line else 0, dtype=np.uint8)  # 1 = queued, 2 = on a watershed line
     capacity = max(1, out.size - np.count_nonzero(out))
     keys = np.empty(capacity, dtype=np.uint64)
     items = np.empty(capacity, dtype=np.int64)
@@ -210,11 +209,12 @@ def _flood(bits, labels, rims, watershed_line, order):  # pragma: no cover - com
                 out[index] = label
         for k in range(count):
             neighbour = neighbours[k]
-            if state[neighbour] != 0 or out[neighbour] != 0:
+            if out[neighbour] != 0 or (watershed_line and state[neighbour] != 0):  # without the line, queued = labelled
                 continue
             age += np.uint64(1)
-            state[neighbour] = 1
-            if not watershed_line:
+            if watershed_line:
+                state[neighbour] = 1
+            else:
                 out[neighbour] = label
             keys[size] = max(_priority(flat_bits[neighbour]) << np.uint64(_AGE_BITS), level) | age
             items[size] = (np.int64(label) << np.int64(32)) | neighbour
@@ -227,29 +227,37 @@ def _flood(bits, labels, rims, watershed_line, order):  # pragma: no cover - com
 def _line_in_order(regions, seeds, order):  # pragma: no cover - compiled
     """The watershed line of a flooding from ``seeds`` (int32 (H, W), 0 = to flood) that takes the pixels in
     ``order`` (flat indices) and gives each the label it has in ``regions`` (int32 (H, W)): int32 (H, W), 0 on
-    the line. The line rule of :func:`_flood` with ``watershed_line``, without its queue."""
+    the line. The line rule of :func:`_flood` with ``watershed_line``, without its queue: a pixel on the line
+    stays 0, a marker pixel on it keeps its label but is stored negated until the end (it counts as on the
+    line for the pixels taken after it)."""
     height, width = regions.shape
     flat_regions = regions.ravel()
     out = seeds.copy().ravel()
-    on_line = np.zeros(out.size, dtype=np.bool_)
     neighbours = np.empty(4, dtype=np.int64)
     for index in order:
         label = flat_regions[index]
+        on_line = False
         for k in range(_neighbours(index, height, width, neighbours)):
             other = out[neighbours[k]]
-            if not on_line[neighbours[k]] and other != 0 and other != label:
-                on_line[index] = True
+            if other > 0 and other != label:
+                on_line = True
                 break
-        if not on_line[index]:
-            out[index] = label
-    return out.reshape(height, width)
+        out[index] = -label if on_line and out[index] != 0 else (0 if on_line else label)
+    return np.abs(out).reshape(height, width)
+
+
+def _disk(radius: int) -> np.ndarray:
+    """``skimage.morphology.disk(radius)`` without importing skimage.morphology: uint8 (2r+1, 2r+1), 1 where
+    x^2 + y^2 <= r^2."""
+    offsets = np.arange(-radius, radius + 1)
+    return (offsets[:, None] ** 2 + offsets[None, :] ** 2 <= radius**2).astype(np.uint8)
 
 
 def grain_markers(probability: np.ndarray, marker_threshold: float, marker_erosion: int) -> np.ndarray:
     """int32 (H, W) marker image: 0 = no marker, 1..k = eroded 4-connected grain cores."""
     cores = probability < marker_threshold
     if marker_erosion > 0:
-        cores = ndimage.binary_erosion(cores, structure=disk(marker_erosion), border_value=1)
+        cores = ndimage.binary_erosion(cores, structure=_disk(marker_erosion), border_value=1)
     markers, _ = ndimage.label(cores)  # default structure = 4-connectivity
     return markers.astype(np.int32)
 
