@@ -137,3 +137,21 @@ def test_marker_disk_is_skimage_disk():
 
     for radius in range(9):
         np.testing.assert_array_equal(_disk(radius), disk(radius), strict=True)
+
+
+def test_merge_components_are_numbered_as_scipy_numbers_them():
+    """merge_regions' union-find gives each node its component's smallest node: ranked, scipy's component labels."""
+    from scipy import sparse
+    from scipy.sparse.csgraph import connected_components
+
+    from grainforge.segment.postprocess import _smallest_in_component
+
+    rng = np.random.default_rng(2)
+    for _ in range(200):
+        n = int(rng.integers(1, 200))
+        rows, cols = rng.integers(0, n, (2, int(rng.integers(0, 2 * n))))
+        _, expected = connected_components(sparse.coo_matrix((np.ones(rows.size), (rows, cols)), shape=(n, n)),
+                                           directed=False)
+        smallest = _smallest_in_component(n, rows, cols)
+        np.testing.assert_array_equal(np.unique(smallest, return_inverse=True)[1], expected)
+        assert np.all(smallest <= np.arange(n))

@@ -23,8 +23,7 @@ from __future__ import annotations
 
 import numba
 import numpy as np
-from scipy import ndimage, sparse
-from scipy.sparse.csgraph import connected_components
+from scipy import ndimage
 
 from grainforge.errors import UserError
 from grainforge.grains import label_grains
@@ -290,11 +289,33 @@ def merge_regions(regions: np.ndarray, probability: np.ndarray, min_grain_area: 
     weakest = np.r_[True, source[1:] != source[:-1]] if source.size else np.zeros(0, dtype=bool)
     rows = np.concatenate([first[weak], source[weakest]])
     cols = np.concatenate([second[weak], target[weakest]])
-    graph = sparse.coo_matrix((np.ones(rows.size), (rows, cols)), shape=(n, n))
-    _, component = connected_components(graph, directed=False)
+    component = _smallest_in_component(n, rows, cols)
     # ids 1..k' in the order of the components present (np.unique of component[regions], on k ids, not H x W pixels)
     present = np.unique(component[np.flatnonzero(area)])
     return (np.searchsorted(present, component) + 1).astype(np.int32)[regions]
+
+
+@numba.njit(cache=True)
+def _smallest_in_component(n, rows, cols):  # pragma: no cover - compiled
+    """Per node 0..n-1 of the undirected graph with edges (rows[i], cols[i]): the smallest node of its connected
+    component (int64 (n,)), by union-find; components in the order of their smallest node, as scipy's
+    ``connected_components`` numbers them."""
+    parent = np.arange(n)
+    for i in range(rows.size):
+        a, b = rows[i], cols[i]
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        while parent[b] != b:
+            parent[b] = parent[parent[b]]
+            b = parent[b]
+        if a < b:
+            parent[b] = a
+        elif b < a:
+            parent[a] = b
+    for node in range(n):  # roots are the smallest nodes; a parent is smaller than its child
+        parent[node] = parent[parent[node]]
+    return parent
 
 
 def _regions_markers_order(probability: np.ndarray, marker_threshold: float, marker_erosion: int, min_grain_area: int,
