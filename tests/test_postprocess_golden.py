@@ -130,15 +130,6 @@ def test_line_replay_equals_a_second_flooding(golden, setting):
         assert markers.max() == 0 or expected.any()
 
 
-def test_marker_disk_is_skimage_disk():
-    from skimage.morphology import disk
-
-    from grainforge.segment.postprocess import _disk
-
-    for radius in range(9):
-        np.testing.assert_array_equal(_disk(radius), disk(radius), strict=True)
-
-
 def test_merge_components_are_numbered_as_scipy_numbers_them():
     """merge_regions' union-find gives each node its component's smallest node: ranked, scipy's component labels."""
     from scipy import sparse

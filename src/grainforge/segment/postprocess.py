@@ -14,9 +14,10 @@
    markers, each now carrying its merged region's id: it runs along the probability ridge (where the
    true boundary is) and leaves no two regions 4-adjacent, so it is closed for 4-connected grains.
 
-Speed (docs/design.md §8.5.1): both floodings run in :func:`flood`, a numba flooding with scikit-image's rule
-that queues only the boundary band between the grain cores (about a quarter of a micrograph) and
-the cores' rims, each pixel once; merging works on the pixel pairs across region borders only.
+Speed (docs/design.md §8.5.1): the flooding of step 2 is :func:`flood`, a numba flooding with scikit-image's
+rule that queues only the boundary band between the grain cores (about a quarter of a micrograph) and
+the cores' rims, each pixel once; merging works on the pixel pairs across region borders only; step 4
+needs no second queue: it replays the order in which step 2 took the pixels (:func:`closed_boundaries`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 from scipy import ndimage
+from skimage.morphology import disk
 
 from grainforge.errors import UserError
 from grainforge.grains import label_grains
@@ -245,18 +247,11 @@ def _line_in_order(regions, seeds, order):  # pragma: no cover - compiled
     return np.abs(out).reshape(height, width)
 
 
-def _disk(radius: int) -> np.ndarray:
-    """``skimage.morphology.disk(radius)`` without importing skimage.morphology: uint8 (2r+1, 2r+1), 1 where
-    x^2 + y^2 <= r^2."""
-    offsets = np.arange(-radius, radius + 1)
-    return (offsets[:, None] ** 2 + offsets[None, :] ** 2 <= radius**2).astype(np.uint8)
-
-
 def grain_markers(probability: np.ndarray, marker_threshold: float, marker_erosion: int) -> np.ndarray:
     """int32 (H, W) marker image: 0 = no marker, 1..k = eroded 4-connected grain cores."""
     cores = probability < marker_threshold
     if marker_erosion > 0:
-        cores = ndimage.binary_erosion(cores, structure=_disk(marker_erosion), border_value=1)
+        cores = ndimage.binary_erosion(cores, structure=disk(marker_erosion), border_value=1)
     markers, _ = ndimage.label(cores)  # default structure = 4-connectivity
     return markers.astype(np.int32)
 
