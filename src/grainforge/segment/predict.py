@@ -15,6 +15,7 @@ Output folder: ``probabilities/<stem>.png`` (uint8, 255 = probability 1), ``boun
 from __future__ import annotations
 
 import os
+import threading
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -86,6 +87,49 @@ def overlay(image: np.ndarray, boundary: np.ndarray) -> np.ndarray:
     rgb = np.repeat(grey[..., None], 3, axis=2)
     rgb[boundary] = OVERLAY_COLOUR
     return rgb
+
+
+class _Writer:
+    """Runs writes one after another on a thread while the caller computes.
+
+    PIL's and tifffile's zlib and the numba kernels release the GIL. As in sequential writing, the writes
+    queued after a failed one are skipped; the failure is raised by :meth:`raise_failure` or :meth:`finish`.
+    """
+
+    def __init__(self):
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="predict-writer")
+        self._failed = threading.Event()
+        self._queued = []
+
+    def submit(self, function: Callable, *args) -> None:
+        self._queued.append(self._pool.submit(self._run, function, args))
+
+    def _run(self, function: Callable, args: tuple) -> None:
+        if self._failed.is_set():
+            return
+        try:
+            function(*args)
+        except BaseException:
+            self._failed.set()
+            raise
+
+    def raise_failure(self) -> None:
+        """Raise the error of a finished write that failed, if any."""
+        for done in [future for future in self._queued if future.done()]:
+            self._queued.remove(done)
+            done.result()
+
+    def finish(self) -> None:
+        """Wait for every queued write; raise the error of one that failed."""
+        while self._queued:
+            self._queued.pop(0).result()
+
+    def __enter__(self) -> _Writer:
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        self._pool.shutdown(wait=True)
+        return False
 
 
 def _write_maps(out: Path, stem: str, image: np.ndarray, boundary: np.ndarray, labels: np.ndarray,
@@ -254,33 +298,27 @@ def predict(model_dir: str | os.PathLike, inputs: Sequence[str | os.PathLike], o
     record.data["timings_s"]["model loading"] = load_s
     sizes = {path: um_per_px if um_per_px is not None else read_pixel_size(path) for path in files}
     summary = []
-    # Outputs are written by one thread while the next step computes (PNG and TIFF zlib and numba release the GIL)
-    with progress_bar(disable=not progress) as bar, ThreadPoolExecutor(1, thread_name_prefix="predict-writer") as writer:
+    with progress_bar(disable=not progress) as bar, _Writer() as writer:
         task = bar.add_task("segment predict", total=len(files))
-        writes = []
         for path in files:
             stem, size = path.stem, sizes[path]
             with record.phase("reading"):
                 image = read_grey(path)
             with record.phase("inference"):
                 probability = probability_of(image)
-            writes.append(writer.submit(lambda stem=stem, probability=probability: write_png(
-                out / "probabilities" / f"{stem}.png", to_uint8(probability), PNG_COMPRESS_LEVEL)))
+            writer.submit(lambda stem=stem, probability=probability: write_png(
+                out / "probabilities" / f"{stem}.png", to_uint8(probability), PNG_COMPRESS_LEVEL))
             with record.phase("post-processing"):
                 boundary, labels = postprocess(probability, config, threshold_only=threshold_only)
-            writes.append(writer.submit(_write_maps, out, stem, image, boundary, labels, size))
+            writer.submit(_write_maps, out, stem, image, boundary, labels, size)
             with record.phase("grain table"):
                 rows = grain_rows(boundary, labels, size)
                 summary.append(summary_row(stem, labels, rows, size))
-            writes.append(writer.submit(write_csv, out / "grains" / f"{stem}.csv", rows,
-                                        GRAIN_CSV_COLUMNS if size else GRAIN_CSV_COLUMNS[:6]))
-            for done in [w for w in writes if w.done()]:
-                done.result()  # raises a failed write's error
-                writes.remove(done)
+            writer.submit(write_csv, out / "grains" / f"{stem}.csv", rows, GRAIN_CSV_COLUMNS if size else GRAIN_CSV_COLUMNS[:6])
+            writer.raise_failure()
             bar.update(task, advance=1)
         with record.phase("writing"):  # what the writer still has to do after the last image's computation
-            for pending in writes:
-                pending.result()
+            writer.finish()
     few = [row for row in summary if row["n_grains_weighted"] < MIN_GRAINS_PER_FIELD]
     if few and any(size is not None for size in sizes.values()):
         warnings.warn(f"{len(few)} of {len(summary)} fields (e.g. {few[0]['image']}: {few[0]['n_grains_weighted']:g}) hold "
