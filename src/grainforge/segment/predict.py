@@ -284,9 +284,9 @@ def predict(model_dir: str | os.PathLike, inputs: Sequence[str | os.PathLike], o
     from grainforge.config import config_to_dict
     from grainforge.data.io import check_pixel_size, ensure_writable_dir, read_grey, read_pixel_size, write_csv, write_png
     from grainforge.grainsize import MIN_GRAINS_PER_FIELD
-    from grainforge.segment.postprocess import postprocess
     from grainforge.progress import progress_bar
     from grainforge.runinfo import RunRecord
+    from grainforge.segment.postprocess import postprocess
 
     um_per_px = check_pixel_size(um_per_px, "um_per_px")
     load_start = time.perf_counter()
@@ -295,7 +295,7 @@ def predict(model_dir: str | os.PathLike, inputs: Sequence[str | os.PathLike], o
     files = gather_images(inputs)
     out = ensure_writable_dir(out)
     record = RunRecord(out, command="segment predict", config=config_to_dict(config), seed=None)
-    record.data["timings_s"]["model loading"] = load_s
+    record.data["timings_s"]["model loading"] = load_s  # timed before the record could exist (it needs the config)
     sizes = {path: um_per_px if um_per_px is not None else read_pixel_size(path) for path in files}
     summary = []
     with progress_bar(disable=not progress) as bar, _Writer() as writer:
