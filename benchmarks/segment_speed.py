@@ -1,9 +1,21 @@
 """U-Net segmentation speed on this machine: training iterations/s (batch 8 of 256 x 256 crops),
 prediction time for one 2800 x 1600 micrograph (the paper's image size: tiled inference and
-post-processing), and the process's peak memory.
+post-processing), and the process's peak memory; or (``--command``) the whole ``grainforge segment
+predict`` command on such a micrograph.
 
     .venv/bin/python benchmarks/segment_speed.py [--config cpu-small|paper|FILE.yaml] [--device cpu]
                                                  [--iters 5] [--model MODEL_DIR] [--post-repeats 2]
+    .venv/bin/python benchmarks/segment_speed.py --command --model MODEL_DIR [--repeats 3] [--before OLD_SRC]
+
+``--command``: renders the hard-preset 2800 x 1600 micrograph of benchmarks/RESULTS.md
+(``render(voronoi_grains((1600, 2800), mean_area_px=1600, seed=0), preset_params("hard", rng(1)), seed=1)``,
+8-bit PNG) and runs ``python -m grainforge segment predict MODEL big.png --out OUT --device cpu`` in child
+processes, after one untimed run (numba's cache); per run it prints the wall, the child's CPU time
+(user + sys), the load average and the phases of ``run.json`` (model loading, reading, inference,
+post-processing, grain table, writing left at the end), and as "start-up" the wall outside them
+(interpreter, imports, command line, run record). ``--before OLD_SRC`` alternates with the package in
+OLD_SRC (e.g. ``git archive COMMIT src | tar -x -C /tmp/old``) and checks that both write the same
+outputs (PNG pixels, other files byte for byte).
 
 Prints one figure per line. Weights are random unless ``--model`` is given (speed does not depend on
 them). Post-processing runs on a realistic probability map: with ``--model``, the model's own
@@ -20,9 +32,16 @@ with whether their boundaries agree. Reads no data.
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import resource
+import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -31,7 +50,7 @@ from skimage.segmentation import watershed
 
 from grainforge.config import load_config
 from grainforge.grains import boundary_from_ids
-from grainforge.microscope import render, voronoi_grains
+from grainforge.microscope import preset_params, render, voronoi_grains
 from grainforge.segment.config import SEGMENT_PRESETS, SegmentConfig
 from grainforge.segment.inference import full_probability, tiled_probability
 from grainforge.segment.network import build_network, load_model
@@ -94,14 +113,88 @@ def reference_postprocess(probability: np.ndarray, config) -> tuple[np.ndarray, 
         postprocess_module.flood = flood
 
 
+def write_hard_micrograph(path: Path) -> None:
+    """The hard-preset HEIGHT x WIDTH micrograph of benchmarks/RESULTS.md as an 8-bit PNG."""
+    from grainforge.data.io import to_uint8, write_png
+
+    grains = voronoi_grains((HEIGHT, WIDTH), mean_area_px=1600, seed=0)
+    write_png(path, to_uint8(render(grains, preset_params("hard", np.random.default_rng(1)), seed=1)))
+
+
+def run_predict(src: str, model: str, image: Path, out: Path) -> dict:
+    """One ``grainforge segment predict`` in a child process with ``src`` first on PYTHONPATH: wall and CPU
+    (s), load average before it, run.json's phases."""
+    env = {**os.environ, "PYTHONPATH": src}
+    load = os.getloadavg()[0]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "grainforge", "segment", "predict", model, str(image), "--out", str(out),
+                    "--device", "cpu"], env=env, check=True, stdout=subprocess.DEVNULL)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    phases = json.loads((out / "run.json").read_text())["timings_s"]
+    return {"wall": wall, "cpu": cpu, "load": load, "phases": phases, "start-up": wall - sum(phases.values())}
+
+
+def same_outputs(first: Path, second: Path) -> bool:
+    """Whether two prediction folders hold the same outputs: PNG pixels, other files (not run.json) byte for byte."""
+    from grainforge.data.io import read_image
+
+    for path in sorted(p for p in first.rglob("*") if p.is_file() and p.name != "run.json"):
+        other = second / path.relative_to(first)
+        same = (np.array_equal(read_image(path), read_image(other)) if path.suffix == ".png"
+                else path.read_bytes() == other.read_bytes())
+        if not same:
+            print(f"  differs: {path.relative_to(first)}")
+            return False
+    return True
+
+
+def command_benchmark(model: str, repeats: int, before: str | None) -> None:
+    """Time the whole ``segment predict`` command (see the module docstring)."""
+    sources = {"after": str(Path(__file__).resolve().parents[1] / "src")}
+    if before:
+        sources = {"before": str(Path(before).resolve()), **sources}
+    with tempfile.TemporaryDirectory() as tmp:
+        image = Path(tmp) / "big.png"
+        write_hard_micrograph(image)
+        for name, src in sources.items():  # untimed: numba compiles into the source tree's cache once
+            run_predict(src, model, image, Path(tmp) / name)
+        if before:
+            print(f"same outputs before and after: {'yes' if same_outputs(Path(tmp) / 'before', Path(tmp) / 'after') else 'NO'}")
+        runs = {name: [] for name in sources}
+        for round_ in range(repeats):
+            for name, src in sources.items():
+                run = run_predict(src, model, image, Path(tmp) / name)
+                runs[name].append(run)
+                split = ", ".join(f"{phase} {seconds:.2f}" for phase, seconds in run["phases"].items())
+                print(f"{name} run {round_ + 1}: wall {run['wall']:.2f} s, CPU {run['cpu']:.2f} s, load {run['load']:.1f}; "
+                      f"start-up {run['start-up']:.2f}, {split}")
+    for name, found in runs.items():
+        median = {key: statistics.median(run[key] for run in found) for key in ("wall", "cpu", "start-up")}
+        phases = {phase: statistics.median(run["phases"].get(phase, 0.0) for run in found) for phase in found[0]["phases"]}
+        split = ", ".join(f"{phase} {seconds:.2f}" for phase, seconds in phases.items())
+        print(f"segment_predict_{WIDTH}x{HEIGHT} {name} (median of {repeats}): wall {median['wall']:.2f} s, "
+              f"CPU {median['cpu']:.2f} s; start-up {median['start-up']:.2f}, {split}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--command", action="store_true", help="time the whole segment predict command (needs --model)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs of the command (--command)")
+    parser.add_argument("--before", default=None, help="a src folder of older code to alternate with (--command)")
     parser.add_argument("--config", default="cpu-small")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--iters", type=int, default=5, help="timed training iterations (after one warm-up)")
     parser.add_argument("--model", default=None, help="a trained model folder instead of random weights")
     parser.add_argument("--post-repeats", type=int, default=2, help="timed rounds of post-processing (after one warm-up)")
     args = parser.parse_args()
+    if args.command:
+        if not args.model:
+            parser.error("--command needs --model")
+        command_benchmark(args.model, args.repeats, args.before)
+        return
     device = resolve_device(args.device)
     torch.manual_seed(0)
     if args.model:

@@ -85,6 +85,49 @@ def test_voronoi_neighbour_counts_match_scipy_ridges(seed):
     assert abs(ours.mean() - 6.0) < 0.3  # Euler: a planar map with triple junctions has 6 edges per grain
 
 
+def _pairs_by_windows(labels: np.ndarray, min_contact: int = 2) -> np.ndarray:
+    """Reference for neighbour_pairs: the distinct grains of each boundary pixel's padded 3 x 3 window, voted in numpy."""
+    rows, cols = np.nonzero(labels == 0)
+    padded = np.pad(labels, 1).astype(np.int64)
+    votes = Counter()
+    for row, col in zip(rows, cols):
+        grains = sorted(set(padded[row:row + 3, col:col + 3].ravel()) - {0})
+        votes.update((a, b) for i, a in enumerate(grains) for b in grains[i + 1:])
+    return np.array(sorted(pair for pair, count in votes.items() if count >= min_contact), dtype=np.int64).reshape(-1, 2)
+
+
+def _label_maps() -> list[np.ndarray]:
+    """Grain label maps with 1-pixel boundaries, four-grain junctions, fragments, grains on edges and corners and
+    thick boundaries (noise), as label_grains makes them."""
+    rng = np.random.default_rng(3)
+    maps = [label_grains(boundary_from_ids(square_tiling(7, 5))), label_grains(boundary_from_ids(brick_tiling(6, 9, 5, 4)))]
+    for size, n, noise in [(60, 40, 0.0), (90, 120, 0.05), (33, 300, 0.2)]:
+        boundary = boundary_from_ids(voronoi_ids(rng.uniform(0, size, (n, 2)), size)) | (rng.random((size, size)) < noise)
+        maps.append(label_grains(boundary))
+    return maps
+
+
+@pytest.mark.parametrize("min_contact", [1, 2, 3])
+def test_neighbour_pairs_vote_per_boundary_pixel(min_contact):
+    for labels in _label_maps():
+        expected = _pairs_by_windows(labels, min_contact)
+        np.testing.assert_array_equal(grainstats.neighbour_pairs(labels, min_contact), expected)
+        assert len(expected) > 20
+
+
+def test_grain_perimeters_equal_skimage_regionprops():
+    from skimage.measure import regionprops
+
+    values = set()
+    for labels in _label_maps():
+        expected = [region.perimeter for region in regionprops(labels)]
+        perimeters = grainstats.grain_perimeters(labels)
+        assert perimeters[0] == 0.0 and len(perimeters) == labels.max() + 1
+        assert perimeters[1:].tolist() == expected  # bit for bit
+        values.update(expected)
+    assert len(values) > 100  # straight, diagonal and corner weights in many mixtures
+
+
 def test_fragments_below_min_area_count_as_boundary():
     boundary = boundary_from_ids(square_tiling(10, 4))
     boundary[4, 4] = True

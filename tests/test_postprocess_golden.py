@@ -108,3 +108,41 @@ def test_flood_refuses_mismatched_shapes_and_nan():
         flood(np.zeros((4, 5), np.float32), np.zeros((5, 4), np.int32))
     with pytest.raises(ValueError, match="NaN"):
         flood(np.full((4, 5), np.nan, np.float32), np.ones((4, 5), np.int32))
+
+
+@pytest.mark.parametrize("setting", SETTINGS)
+def test_line_replay_equals_a_second_flooding(golden, setting):
+    """closed_boundaries draws the watershed line by replaying the first flooding's order (_line_in_order); it must
+    equal a second queued flooding from the merged markers, also on maps where many pixels tie (clipped ridges,
+    plateaus of equal values)."""
+    from grainforge.segment.postprocess import _regions_markers_order
+
+    rng = np.random.default_rng(5)
+    maps = [golden[f"map_{name}"] for name in MAPS]
+    for _ in range(6):
+        smooth = ndimage.gaussian_filter(rng.random((70, 90)), 2.0)
+        maps.append(np.round(np.clip((smooth - smooth.min()) / np.ptp(smooth) * 1.6 - 0.3, 0, 1) * 8) / 8)  # 9 levels
+    for probability in maps:
+        probability = probability.astype(np.float32)
+        regions, markers, _ = _regions_markers_order(probability, *SETTINGS[setting])
+        expected = flood(probability, np.where(markers > 0, regions, 0), watershed_line=True) == 0
+        np.testing.assert_array_equal(closed_boundaries(probability, *SETTINGS[setting]), expected)
+        assert markers.max() == 0 or expected.any()
+
+
+def test_merge_components_are_numbered_as_scipy_numbers_them():
+    """merge_regions' union-find gives each node its component's smallest node: ranked, scipy's component labels."""
+    from scipy import sparse
+    from scipy.sparse.csgraph import connected_components
+
+    from grainforge.segment.postprocess import _smallest_in_component
+
+    rng = np.random.default_rng(2)
+    for _ in range(200):
+        n = int(rng.integers(1, 200))
+        rows, cols = rng.integers(0, n, (2, int(rng.integers(0, 2 * n))))
+        _, expected = connected_components(sparse.coo_matrix((np.ones(rows.size), (rows, cols)), shape=(n, n)),
+                                           directed=False)
+        smallest = _smallest_in_component(n, rows, cols)
+        np.testing.assert_array_equal(np.unique(smallest, return_inverse=True)[1], expected)
+        assert np.all(smallest <= np.arange(n))

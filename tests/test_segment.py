@@ -192,6 +192,16 @@ def test_grain_rows_and_summary_on_a_known_map():
     assert summary["astm_g"] == pytest.approx(astm_g_from_grains_per_mm2(summary["grains_per_mm2"]))
 
 
+def test_summary_counts_no_grain_below_three_pixels():
+    boundary = np.zeros((20, 20), dtype=bool)
+    boundary[10] = True  # two grains holding two corners each: 4 x 1/4
+    boundary[3:6, 3:6] = True
+    boundary[4, 4] = False  # a 1-pixel grain inside a ring: a fragment of the boundary network
+    labels = label_grains(boundary)
+    summary = summary_row("x", labels, grain_rows(boundary, labels), um_per_px=None)
+    assert summary["n_grains"] == 3 and summary["n_grains_weighted"] == 1.0
+
+
 def test_overlay_paints_boundaries_over_the_grey_image():
     image = np.full((4, 4), 0.5, dtype=np.float32)
     boundary = np.zeros((4, 4), dtype=bool)

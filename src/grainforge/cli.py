@@ -7,6 +7,7 @@ A :class:`~grainforge.errors.UserError` anywhere becomes one line on stderr and 
 
 from __future__ import annotations
 
+import gc
 import sys
 import warnings
 
@@ -34,6 +35,10 @@ app.command("experiment")(experiment.experiment)
 app.command("export")(export.export)
 
 EXIT_USER_ERROR = 2
+GC_THRESHOLD = (10_000, 10, 10)
+"""Python's cyclic collector runs after this many net allocations (young generation; default 700): importing
+torch, scipy and numba allocates about a million long-lived objects, which at 700 cost five full collections
+(0.3-0.4 s of ``segment predict``'s 5-8 s, benchmarks/RESULTS.md); at 10,000 none."""
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None, _default=warnings.showwarning) -> None:
@@ -46,8 +51,10 @@ def _show_warning(message, category, filename, lineno, file=None, line=None, _de
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point. User errors print ``grainforge: error: ...`` and exit 2; warnings about a
-    result (:class:`GrainforgeWarning`) print ``grainforge: warning: ...``."""
+    result (:class:`GrainforgeWarning`) print ``grainforge: warning: ...``. Called without ``argv`` (the
+    console script), it leaves the garbage collector frozen for the interpreter's exit."""
     warnings.showwarning = _show_warning
+    gc.set_threshold(*GC_THRESHOLD)
     try:
         app(args=argv, prog_name="grainforge")
     except UserError as err:
@@ -56,3 +63,6 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         print("grainforge: interrupted; rerun with --resume to continue from the last checkpoint", file=sys.stderr)
         sys.exit(130)
+    finally:
+        if argv is None:  # the console entry: the process ends next, and its last collections would visit every
+            gc.freeze()   # object torch & co. made (exit after segment predict: 0.61-0.67 s; frozen: 0.14 s)

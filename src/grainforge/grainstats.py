@@ -23,6 +23,7 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import numba
 import numpy as np
 
 from grainforge.data.io import check_pixel_size, ensure_writable_dir, read_csv, save_figure, write_csv, write_json
@@ -63,28 +64,64 @@ def interior_areas(labels: np.ndarray) -> np.ndarray:
 
 
 def neighbour_pairs(labels: np.ndarray, min_contact: int = 2) -> np.ndarray:
-    """Pairs (a, b), a < b, of neighbouring grains of a label map (0 = boundary): int64 (m, 2).
+    """Pairs (a, b), a < b, of neighbouring grains of a label map (0 = boundary): int64 (m, 2), sorted.
 
     Every boundary pixel votes once for each pair of distinct grains in its 3 x 3 neighbourhood;
     a pair is kept when it has at least ``min_contact`` votes.
     """
-    labels = np.asarray(labels)
+    labels = np.ascontiguousarray(labels, dtype=np.int64)
     n = int(labels.max(initial=0))
-    rows, cols = np.nonzero(labels == 0)
-    if n < 2 or rows.size == 0:
+    if n < 2:
         return np.zeros((0, 2), dtype=np.int64)
-    padded = np.pad(labels, 1).astype(np.int64)
-    window = np.stack([padded[rows + 1 + dr, cols + 1 + dc] for dr in (-1, 0, 1) for dc in (-1, 0, 1)], axis=1)
-    window.sort(axis=1)
-    repeated = np.zeros_like(window, dtype=bool)
-    repeated[:, 1:] = window[:, 1:] == window[:, :-1]
-    window[repeated] = 0  # each grain once per pixel; positive entries stay ascending
-    first, second = np.triu_indices(window.shape[1], 1)
-    a, b = window[:, first].ravel(), window[:, second].ravel()
-    valid = (a > 0) & (b > 0)
-    keys, votes = np.unique(a[valid] * (n + 1) + b[valid], return_counts=True)
+    keys, votes = np.unique(_pair_votes(labels, n), return_counts=True)
     keys = keys[votes >= min_contact]
     return np.stack([keys // (n + 1), keys % (n + 1)], axis=1)
+
+
+@numba.njit(cache=True)
+def _grains_around(labels, row, col, found):  # pragma: no cover - compiled
+    """The distinct grains (labels > 0) of the 3 x 3 neighbourhood of (row, col), ascending in ``found``; returns
+    how many."""
+    height, width = labels.shape
+    count = 0
+    for r in range(max(row - 1, 0), min(row + 2, height)):
+        for c in range(max(col - 1, 0), min(col + 2, width)):
+            label = labels[r, c]
+            if label <= 0:
+                continue
+            position = count
+            while position > 0 and found[position - 1] > label:
+                position -= 1
+            if position > 0 and found[position - 1] == label:
+                continue
+            found[position + 1:count + 1] = found[position:count].copy()
+            found[position] = label
+            count += 1
+    return count
+
+
+@numba.njit(cache=True, nogil=True)
+def _pair_votes(labels, n):  # pragma: no cover - compiled
+    """int64 keys a * (n + 1) + b, one per boundary pixel (label 0) and pair a < b of grains around it."""
+    height, width = labels.shape
+    found = np.empty(9, dtype=np.int64)
+    total = 0
+    for row in range(height):
+        for col in range(width):
+            if labels[row, col] == 0:
+                count = _grains_around(labels, row, col, found)
+                total += count * (count - 1) // 2
+    keys = np.empty(total, dtype=np.int64)
+    total = 0
+    for row in range(height):
+        for col in range(width):
+            if labels[row, col] == 0:
+                count = _grains_around(labels, row, col, found)
+                for i in range(count):
+                    for j in range(i + 1, count):
+                        keys[total] = found[i] * (n + 1) + found[j]
+                        total += 1
+    return keys
 
 
 def neighbour_counts(labels: np.ndarray, min_contact: int = 2) -> np.ndarray:
@@ -93,13 +130,74 @@ def neighbour_counts(labels: np.ndarray, min_contact: int = 2) -> np.ndarray:
     return np.bincount(pairs.ravel(), minlength=int(np.max(labels, initial=0)) + 1)
 
 
+_PERIMETER_CODES = np.array([5, 7, 13, 15, 17, 21, 23, 25, 27, 33])
+_PERIMETER_WEIGHTS = np.zeros(50)  # skimage.measure.perimeter's weights of the codes 1 + 2 x edge + 10 x corner neighbours
+_PERIMETER_WEIGHTS[[5, 7, 15, 17, 25, 27]] = 1.0
+_PERIMETER_WEIGHTS[[21, 33]] = math.sqrt(2)
+_PERIMETER_WEIGHTS[[13, 23]] = (1 + math.sqrt(2)) / 2
+
+
+def grain_perimeters(labels: np.ndarray) -> np.ndarray:
+    """Perimeter (px) per label of a label map (0 = boundary): float64, length n+1 (index 0 unused).
+
+    Equal to ``skimage.measure.regionprops(labels)[i].perimeter`` (``skimage.measure.perimeter`` of each grain,
+    4-neighbourhood: its pixels with a 4-neighbour outside the grain, weighted by how their neighbours of the same
+    kind lie), from one pass over the image instead of one erosion and convolution per grain.
+    """
+    labels = np.ascontiguousarray(labels, dtype=np.int64)
+    code_counts = _perimeter_code_counts(labels, int(labels.max(initial=0)), _PERIMETER_CODES)
+    perimeters = np.zeros(code_counts.shape[0])
+    histogram = np.zeros(_PERIMETER_WEIGHTS.size, dtype=np.int64)
+    for label in range(1, code_counts.shape[0]):  # skimage's dot of a 50-bin histogram: the same float sums
+        histogram[_PERIMETER_CODES] = code_counts[label]
+        perimeters[label] = histogram @ _PERIMETER_WEIGHTS
+    return perimeters
+
+
+@numba.njit(cache=True, nogil=True)
+def _perimeter_code_counts(labels, n, codes):  # pragma: no cover - compiled
+    """int64 (n + 1, len(codes)): per label, how many of its edge pixels have each of the perimeter ``codes``.
+
+    Edge pixel: a 4-neighbour is outside the image or of another label. Its code is 1 + 2 x (4-neighbours that
+    are edge pixels of the same label) + 10 x (diagonal neighbours that are), as skimage's convolution."""
+    height, width = labels.shape
+    edge = np.zeros((height, width), dtype=np.bool_)
+    for row in range(height):
+        for col in range(width):
+            label = labels[row, col]
+            edge[row, col] = label > 0 and (row == 0 or col == 0 or row == height - 1 or col == width - 1
+                                            or labels[row - 1, col] != label or labels[row + 1, col] != label
+                                            or labels[row, col - 1] != label or labels[row, col + 1] != label)
+    column_of_code = np.full(50, -1, dtype=np.int64)
+    for k in range(codes.size):
+        column_of_code[codes[k]] = k
+    counts = np.zeros((n + 1, codes.size), dtype=np.int64)
+    for row in range(height):
+        for col in range(width):
+            if not edge[row, col]:
+                continue
+            label = labels[row, col]
+            code = 1
+            for r in range(max(row - 1, 0), min(row + 2, height)):
+                for c in range(max(col - 1, 0), min(col + 2, width)):
+                    if (r != row or c != col) and edge[r, c] and labels[r, c] == label:
+                        code += 2 if r == row or c == col else 10
+            if column_of_code[code] >= 0:
+                counts[label, column_of_code[code]] += 1
+    return counts
+
+
 def grain_table(boundary: np.ndarray, min_contact: int = 2, min_area_px: int = 1, um_per_px: float | None = None) -> list[dict]:
     """One row per grain of a bool boundary map (H, W), in the label order of
     :func:`grainforge.grains.label_grains`: grain (its label), area_px, equivalent_diameter_px
     (diameter of the circle of the same area), n_neighbours, touches_border, and with a pixel size
     ``um_per_px`` (micrometres) area_um2 and equivalent_diameter_um. Grains below
     ``min_area_px`` get no row and count as boundary (default: every grain has a row)."""
-    labels = label_grains_min_area(boundary, min_area_px)
+    return label_table(label_grains_min_area(boundary, min_area_px), min_contact, um_per_px)
+
+
+def label_table(labels: np.ndarray, min_contact: int = 2, um_per_px: float | None = None) -> list[dict]:
+    """The rows of :func:`grain_table` of a grain label map (H, W), 0 = boundary: one per label that has pixels."""
     areas = grain_areas(labels)
     edges = neighbour_counts(labels, min_contact)
     border = touches_border(labels)

@@ -262,15 +262,16 @@ def read_grey(path: str | os.PathLike) -> np.ndarray:
     return array if lo >= 0.0 and hi <= 1.0 else (array - lo) / max(hi - lo, 1e-12)
 
 
-def write_png(path: str | os.PathLike, array: np.ndarray) -> None:
-    """Write a 2D uint8 or uint16 array (or a (H, W, 3) uint8 colour image) as PNG, atomically."""
+def write_png(path: str | os.PathLike, array: np.ndarray, compress_level: int = 6) -> None:
+    """Write a 2D uint8 or uint16 array (or a (H, W, 3) uint8 colour image) as PNG, atomically.
+    ``compress_level``: zlib's 0-9 (the same pixels; 1 writes large images several times faster)."""
     from PIL import Image
 
     array = np.asarray(array)
     if array.dtype not in (np.uint8, np.uint16):
         raise TypeError(f"write_png wants uint8/uint16, got {array.dtype}")
     with atomic_path(path) as tmp:
-        Image.fromarray(array).save(tmp, format="PNG")
+        Image.fromarray(array).save(tmp, format="PNG", compress_level=compress_level)
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
@@ -278,9 +279,9 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
     return np.round(np.clip(image, 0.0, 1.0) * 255).astype(np.uint8)
 
 
-def write_boundary_png(path: str | os.PathLike, boundary: np.ndarray) -> None:
+def write_boundary_png(path: str | os.PathLike, boundary: np.ndarray, compress_level: int = 6) -> None:
     """Write a bool boundary map (H, W) as the project's label PNG: uint8, 255 = boundary, 0 = grain."""
-    write_png(path, np.asarray(boundary).astype(np.uint8) * 255)
+    write_png(path, np.asarray(boundary).astype(np.uint8) * 255, compress_level)
 
 
 def write_pair(folder: str | os.PathLike, name: str, image: np.ndarray, boundary: np.ndarray) -> None:

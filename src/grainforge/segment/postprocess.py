@@ -14,17 +14,17 @@
    markers, each now carrying its merged region's id: it runs along the probability ridge (where the
    true boundary is) and leaves no two regions 4-adjacent, so it is closed for 4-connected grains.
 
-Speed (docs/design.md §8.5.1): both floodings run in :func:`flood`, a numba flooding with scikit-image's rule
-that queues only the boundary band between the grain cores (about a quarter of a micrograph) and
-the cores' rims, each pixel once; merging works on the pixel pairs across region borders only.
+Speed (docs/design.md §8.5.1): the flooding of step 2 is :func:`flood`, a numba flooding with scikit-image's
+rule that queues only the boundary band between the grain cores (about a quarter of a micrograph) and
+the cores' rims, each pixel once; merging works on the pixel pairs across region borders only; step 4
+needs no second queue: it replays the order in which step 2 took the pixels (:func:`closed_boundaries`).
 """
 
 from __future__ import annotations
 
 import numba
 import numpy as np
-from scipy import ndimage, sparse
-from scipy.sparse.csgraph import connected_components
+from scipy import ndimage
 from skimage.morphology import disk
 
 from grainforge.errors import UserError
@@ -61,6 +61,13 @@ def flood(probability: np.ndarray, markers: np.ndarray, watershed_line: bool = F
     labels : ndarray of int32, shape (H, W)
         Every pixel reachable from a marker gets a marker's label (0 on the watershed line).
     """
+    return _flood_in_order(probability, markers, watershed_line)[0]
+
+
+def _flood_in_order(probability: np.ndarray, markers: np.ndarray, watershed_line: bool = False
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """(:func:`flood` labels, the flat indices of the pixels in the order the flooding took them: int64 (n,),
+    marker rims included, each pixel at most once)."""
     probability = np.ascontiguousarray(probability, dtype=np.float32)
     labels = np.array(markers, dtype=np.int32, order="C")
     if labels.shape != probability.shape or labels.ndim != 2:
@@ -71,8 +78,9 @@ def flood(probability: np.ndarray, markers: np.ndarray, watershed_line: bool = F
         raise ValueError("flood: the probability map holds NaN")
     bits = probability.view(np.uint32)
     rims, priorities = _rims(labels, bits)
-    _flood(bits, labels, rims[np.argsort(priorities, kind="stable")], watershed_line)  # by probability, ties in raster order
-    return labels
+    order = np.empty(labels.size, dtype=np.int64)
+    n_taken = _flood(bits, labels, rims[np.argsort(priorities, kind="stable")], watershed_line, order)  # ties: raster order
+    return labels, order[:n_taken]
 
 
 @numba.njit(cache=True, inline="always")
@@ -133,7 +141,7 @@ def _sift_down(keys, items, size):  # pragma: no cover - compiled
     keys[position], items[position] = key, item
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _rims(labels, bits):  # pragma: no cover - compiled
     """(flat indices in raster order, priorities) of the marker pixels with a 4-neighbour of another label
     (0 included)."""
@@ -156,21 +164,22 @@ def _rims(labels, bits):  # pragma: no cover - compiled
     return rims, priorities
 
 
-@numba.njit(cache=True)
-def _flood(bits, labels, rims, watershed_line):  # pragma: no cover - compiled
+@numba.njit(cache=True, nogil=True)
+def _flood(bits, labels, rims, watershed_line, order):  # pragma: no cover - compiled
     """Flood ``labels`` (int32 (H, W), 0 = to flood) in place from the marker rims ``rims`` (flat indices in
     flooding order) by the probability whose float32 bits are ``bits`` (uint32 (H, W)); see :func:`flood`.
+    Writes the flat indices in the order they are taken to ``order`` (int64, length H x W) and returns how many.
 
     Queue entries: key = priority << 32 | age (unique), item = label << 32 | flat index. Rim pixels are
     not queued: each is taken when its key (priority, age 0) precedes the queue's head.
     """
     height, width = labels.shape
     out, flat_bits = labels.ravel(), bits.ravel()
-    state = np.zeros(out.size, dtype=np.uint8)  # 1 = queued, 2 = on a watershed line
+    state = np.zeros(out.size if watershed_line else 0, dtype=np.uint8)  # 1 = queued, 2 = on a watershed line
     capacity = max(1, out.size - np.count_nonzero(out))
     keys = np.empty(capacity, dtype=np.uint64)
     items = np.empty(capacity, dtype=np.int64)
-    size, next_rim, age = 0, 0, np.uint64(1)
+    size, next_rim, age, n_taken = 0, 0, np.uint64(1), 0
     age_mask = np.uint64(2**_AGE_BITS - 1)
     neighbours = np.empty(4, dtype=np.int64)
     while next_rim < rims.size or size > 0:
@@ -188,6 +197,8 @@ def _flood(bits, labels, rims, watershed_line):  # pragma: no cover - compiled
             if size > 0:
                 keys[0], items[0] = keys[size], items[size]
                 _sift_down(keys, items, size)
+        order[n_taken] = index
+        n_taken += 1
         count = _neighbours(index, height, width, neighbours)
         if watershed_line:  # labelled when taken, unless it touches another label (then on the line; a marker keeps its label)
             for k in range(count):
@@ -199,16 +210,41 @@ def _flood(bits, labels, rims, watershed_line):  # pragma: no cover - compiled
                 out[index] = label
         for k in range(count):
             neighbour = neighbours[k]
-            if state[neighbour] != 0 or out[neighbour] != 0:
+            if out[neighbour] != 0 or (watershed_line and state[neighbour] != 0):  # without the line, queued = labelled
                 continue
             age += np.uint64(1)
-            state[neighbour] = 1
-            if not watershed_line:
+            if watershed_line:
+                state[neighbour] = 1
+            else:
                 out[neighbour] = label
             keys[size] = max(_priority(flat_bits[neighbour]) << np.uint64(_AGE_BITS), level) | age
             items[size] = (np.int64(label) << np.int64(32)) | neighbour
             _sift_up(keys, items, size)
             size += 1
+    return n_taken
+
+
+@numba.njit(cache=True, nogil=True)
+def _line_in_order(regions, seeds, order):  # pragma: no cover - compiled
+    """The watershed line of a flooding from ``seeds`` (int32 (H, W), 0 = to flood) that takes the pixels in
+    ``order`` (flat indices) and gives each the label it has in ``regions`` (int32 (H, W)): int32 (H, W), 0 on
+    the line. The line rule of :func:`_flood` with ``watershed_line``, without its queue: a pixel on the line
+    stays 0, a marker pixel on it keeps its label but is stored negated until the end (it counts as on the
+    line for the pixels taken after it)."""
+    height, width = regions.shape
+    flat_regions = regions.ravel()
+    out = seeds.copy().ravel()
+    neighbours = np.empty(4, dtype=np.int64)
+    for index in order:
+        label = flat_regions[index]
+        on_line = False
+        for k in range(_neighbours(index, height, width, neighbours)):
+            other = out[neighbours[k]]
+            if other > 0 and other != label:
+                on_line = True
+                break
+        out[index] = -label if on_line and out[index] != 0 else (0 if on_line else label)
+    return np.abs(out).reshape(height, width)
 
 
 def grain_markers(probability: np.ndarray, marker_threshold: float, marker_erosion: int) -> np.ndarray:
@@ -248,39 +284,68 @@ def merge_regions(regions: np.ndarray, probability: np.ndarray, min_grain_area: 
     weakest = np.r_[True, source[1:] != source[:-1]] if source.size else np.zeros(0, dtype=bool)
     rows = np.concatenate([first[weak], source[weakest]])
     cols = np.concatenate([second[weak], target[weakest]])
-    graph = sparse.coo_matrix((np.ones(rows.size), (rows, cols)), shape=(n, n))
-    _, component = connected_components(graph, directed=False)
+    component = _smallest_in_component(n, rows, cols)
     # ids 1..k' in the order of the components present (np.unique of component[regions], on k ids, not H x W pixels)
     present = np.unique(component[np.flatnonzero(area)])
     return (np.searchsorted(present, component) + 1).astype(np.int32)[regions]
 
 
-def _regions_and_markers(probability: np.ndarray, marker_threshold: float, marker_erosion: int, min_grain_area: int,
-                         min_border_probability: float) -> tuple[np.ndarray, np.ndarray]:
+@numba.njit(cache=True)
+def _smallest_in_component(n, rows, cols):  # pragma: no cover - compiled
+    """Per node 0..n-1 of the undirected graph with edges (rows[i], cols[i]): the smallest node of its connected
+    component (int64 (n,)), by union-find; components in the order of their smallest node, as scipy's
+    ``connected_components`` numbers them."""
+    parent = np.arange(n)
+    for i in range(rows.size):
+        a, b = rows[i], cols[i]
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        while parent[b] != b:
+            parent[b] = parent[parent[b]]
+            b = parent[b]
+        if a < b:
+            parent[b] = a
+        elif b < a:
+            parent[a] = b
+    for node in range(n):  # roots are the smallest nodes; a parent is smaller than its child
+        parent[node] = parent[parent[node]]
+    return parent
+
+
+def _regions_markers_order(probability: np.ndarray, marker_threshold: float, marker_erosion: int, min_grain_area: int,
+                           min_border_probability: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(merged regions, markers, the order in which the first flooding took the pixels); steps 1-3."""
     markers = grain_markers(probability, marker_threshold, marker_erosion)
     if markers.max() == 0:  # no grain core at all: the whole image is one grain
-        return np.ones(probability.shape, dtype=np.int32), markers
-    regions = merge_regions(flood(probability, markers), probability, min_grain_area, min_border_probability)
-    return regions, markers
+        return np.ones(probability.shape, dtype=np.int32), markers, np.zeros(0, dtype=np.int64)
+    flooded, order = _flood_in_order(probability, markers)
+    return merge_regions(flooded, probability, min_grain_area, min_border_probability), markers, order
 
 
 def watershed_regions(probability: np.ndarray, marker_threshold: float = 0.3, marker_erosion: int = 2,
                       min_grain_area: int = 30, min_border_probability: float = 0.3) -> np.ndarray:
     """int32 (H, W) region ids 1..k covering every pixel (steps 1-3 of the module docstring)."""
     probability = np.asarray(probability, dtype=np.float32)
-    return _regions_and_markers(probability, marker_threshold, marker_erosion, min_grain_area, min_border_probability)[0]
+    return _regions_markers_order(probability, marker_threshold, marker_erosion, min_grain_area, min_border_probability)[0]
 
 
 def closed_boundaries(probability: np.ndarray, marker_threshold: float = 0.3, marker_erosion: int = 2,
                       min_grain_area: int = 30, min_border_probability: float = 0.3) -> np.ndarray:
-    """Closed 1-pixel boundary map (bool, H x W) of a boundary probability map (H x W in [0, 1])."""
+    """Closed 1-pixel boundary map (bool, H x W) of a boundary probability map (H x W in [0, 1]).
+
+    Step 4 without a second queue: a flooding from the markers relabelled by their merged regions takes the
+    pixels in the same order as the first one (the order depends on the probabilities and on which pixels are
+    markers, not on the labels) and reaches each with its merged region's label, so :func:`_line_in_order`
+    replays the first flooding's order; the result is that of ``flood(probability, seeds, watershed_line=True)``.
+    """
     probability = np.asarray(probability, dtype=np.float32)
-    regions, markers = _regions_and_markers(probability, marker_threshold, marker_erosion, min_grain_area,
-                                            min_border_probability)
+    regions, markers, order = _regions_markers_order(probability, marker_threshold, marker_erosion, min_grain_area,
+                                                     min_border_probability)
     if markers.max() == 0:
         return np.zeros(probability.shape, dtype=bool)
     seeds = np.where(markers > 0, regions, 0)
-    return flood(probability, seeds, watershed_line=True) == 0
+    return _line_in_order(regions, seeds, order) == 0
 
 
 def threshold_boundaries(probability: np.ndarray, threshold: float = 0.5) -> np.ndarray:

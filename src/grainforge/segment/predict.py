@@ -14,10 +14,12 @@ Output folder: ``probabilities/<stem>.png`` (uint8, 255 = probability 1), ``boun
 
 from __future__ import annotations
 
-import contextlib
 import os
+import threading
+import time
 import warnings
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -30,45 +32,48 @@ GRAIN_CSV_COLUMNS = ("grain", "area_px", "equivalent_diameter_px", "perimeter_px
 SUMMARY_COLUMNS = ("image", "height_px", "width_px", "n_grains", "n_interior_grains", "mean_area_px", "n_grains_weighted",
                    "um_per_px", "mean_area_um2", "grains_per_mm2", "astm_g")
 OVERLAY_COLOUR = (255, 40, 40)
+PNG_COMPRESS_LEVEL = 1
+"""zlib level of the written PNGs: the same pixels as the default 6, about 5 % larger files in all, written
+3x faster (a 2800 x 1600 micrograph's three PNGs: 0.33 s instead of 1.08 s of CPU)."""
 
 
 def grain_rows(boundary: np.ndarray, labels: np.ndarray, um_per_px: float | None = None) -> list[dict]:
-    """One row per grain, in the label order of ``labels`` = ``label_grains(boundary)``.
+    """One row per grain, in the label order of ``labels`` = ``label_grains(boundary)`` (measured on ``labels``).
 
-    Columns: area, equivalent diameter, perimeter (skimage, px), neighbours and border flag
-    (``grainforge.grainstats.grain_table``); in micrometres too with ``um_per_px``.
+    Columns: area, equivalent diameter, neighbours and border flag (:func:`grainforge.grainstats.label_table`),
+    perimeter (px, as skimage's regionprops: :func:`grainforge.grainstats.grain_perimeters`); in micrometres
+    too with ``um_per_px``.
     """
-    from skimage.measure import regionprops_table
+    from grainforge.grainstats import grain_perimeters, label_table
 
-    from grainforge.grainstats import grain_table
-
-    rows = grain_table(boundary, um_per_px=um_per_px)
-    if not rows:
-        return []
-    perimeter = regionprops_table(labels, properties=("label", "perimeter"))
-    perimeter_by_label = dict(zip(perimeter["label"].tolist(), perimeter["perimeter"].tolist()))
+    rows = label_table(labels, um_per_px=um_per_px)
+    perimeters = grain_perimeters(labels)
     for row in rows:
-        row["perimeter_px"] = float(perimeter_by_label[row["grain"]])
+        row["perimeter_px"] = float(perimeters[row["grain"]])
     return rows
 
 
 def summary_row(stem: str, labels: np.ndarray, rows: list[dict], um_per_px: float | None) -> dict:
     """Summarise one image: grain count and mean interior-grain area (all grains if none is interior).
 
+    ``labels``: a :func:`grainforge.grains.label_grains` map, ``rows``: its :func:`grain_rows`.
     ``n_grains_weighted`` is the ASTM E112 Jeffries count (inside 1, cut by the edge 1/2, corner
     grains 1/4 per corner; :func:`grainforge.grainsize.planimetric_count`) of the grains of at least
     3 pixels, as ``grainforge grainsize`` and ``grainforge stats`` count them (docs/design.md §3.4);
     with a pixel size also grains per mm² and the planimetric G.
     """
     from grainforge.grainsize import astm_g_from_grains_per_mm2, planimetric_count
-    from grainforge.grainstats import label_grains_min_area
+    from grainforge.grainstats import MIN_AREA_PX
 
     height, width = labels.shape
     interior = [r["area_px"] for r in rows if not r["touches_border"]]
     areas = interior or [r["area_px"] for r in rows]
+    fragment = np.zeros(int(labels.max(initial=0)) + 1, dtype=bool)  # label_grains_min_area(labels == 0), not relabelled
+    fragment[np.array([r["grain"] for r in rows if r["area_px"] < MIN_AREA_PX], dtype=np.int64)] = True
+    fragment[0] = True
     summary = {"image": stem, "height_px": height, "width_px": width, "n_grains": len(rows),
                "n_interior_grains": len(interior), "mean_area_px": float(np.mean(areas)) if areas else float("nan"),
-               "n_grains_weighted": planimetric_count(label_grains_min_area(labels == 0))["n_weighted"]}
+               "n_grains_weighted": planimetric_count(np.where(fragment[labels], 0, labels))["n_weighted"]}
     if um_per_px is not None:
         n_a = summary["n_grains_weighted"] / (height * width * (um_per_px * 1e-3) ** 2)
         summary.update(um_per_px=um_per_px, mean_area_um2=summary["mean_area_px"] * um_per_px**2,
@@ -82,6 +87,59 @@ def overlay(image: np.ndarray, boundary: np.ndarray) -> np.ndarray:
     rgb = np.repeat(grey[..., None], 3, axis=2)
     rgb[boundary] = OVERLAY_COLOUR
     return rgb
+
+
+class _Writer:
+    """Runs writes one after another on a thread while the caller computes.
+
+    PIL's and tifffile's zlib and the numba kernels release the GIL. As in sequential writing, the writes
+    queued after a failed one are skipped; the failure is raised by :meth:`raise_failure` or :meth:`finish`.
+    """
+
+    def __init__(self):
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="predict-writer")
+        self._failed = threading.Event()
+        self._queued = []
+
+    def submit(self, function: Callable, *args) -> None:
+        self._queued.append(self._pool.submit(self._run, function, args))
+
+    def _run(self, function: Callable, args: tuple) -> None:
+        if self._failed.is_set():
+            return
+        try:
+            function(*args)
+        except BaseException:
+            self._failed.set()
+            raise
+
+    def raise_failure(self) -> None:
+        """Raise the error of a finished write that failed, if any."""
+        for done in [future for future in self._queued if future.done()]:
+            self._queued.remove(done)
+            done.result()
+
+    def finish(self) -> None:
+        """Wait for every queued write; raise the error of one that failed."""
+        while self._queued:
+            self._queued.pop(0).result()
+
+    def __enter__(self) -> _Writer:
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        self._pool.shutdown(wait=True)
+        return False
+
+
+def _write_maps(out: Path, stem: str, image: np.ndarray, boundary: np.ndarray, labels: np.ndarray,
+                um_per_px: float | None) -> None:
+    """Write the boundary PNG, the label TIFF (uint16 when the ids fit) and the overlay PNG of one image."""
+    from grainforge.data.io import write_boundary_png, write_png, write_tiff
+
+    write_boundary_png(out / "boundaries" / f"{stem}.png", boundary, PNG_COMPRESS_LEVEL)
+    write_tiff(out / "labels" / f"{stem}.tif", labels.astype(np.uint16 if labels.max() < 2**16 else np.uint32), um_per_px)
+    write_png(out / "overlays" / f"{stem}.png", overlay(image, boundary), PNG_COMPRESS_LEVEL)
 
 
 def gather_images(inputs: Sequence[str | os.PathLike]) -> list[Path]:
@@ -111,24 +169,18 @@ def gather_images(inputs: Sequence[str | os.PathLike]) -> list[Path]:
 
 
 def segment_image(probability_of: Callable[[np.ndarray], np.ndarray], image: np.ndarray, config,
-                  threshold_only: bool = False,
-                  phase: Callable[[str], contextlib.AbstractContextManager] = contextlib.nullcontext
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                  threshold_only: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Segment a grey image (H x W in [0, 1]): boundary probability, then post-processing.
 
     Returns (boundary probability float32 H x W, boundary bool H x W, grain labels int32 H x W with
     0 = boundary). Post-processing follows the SegmentConfig's settings (``threshold_only``: plain
     threshold instead of closed boundaries). ``probability_of``: image -> boundary probability (float32
-    H x W), e.g. the first item of :func:`load_segmenter`. ``phase(name)`` wraps the "inference" and
-    "post-processing" steps, e.g. ``RunRecord.phase`` to time them.
+    H x W), e.g. the first item of :func:`load_segmenter`.
     """
     from grainforge.segment.postprocess import postprocess
 
-    with phase("inference"):
-        probability = probability_of(image)
-    with phase("post-processing"):
-        boundary, labels = postprocess(probability, config, threshold_only=threshold_only)
-    return probability, boundary, labels
+    probability = probability_of(image)
+    return probability, *postprocess(probability, config, threshold_only=threshold_only)
 
 
 def load_segmenter(model: str | os.PathLike, device: str = "auto") -> tuple[Callable[[np.ndarray], np.ndarray], object, Path, str]:
@@ -230,35 +282,43 @@ def predict(model_dir: str | os.PathLike, inputs: Sequence[str | os.PathLike], o
     >>> tmp.cleanup()
     """
     from grainforge.config import config_to_dict
-    from grainforge.data.io import (check_pixel_size, ensure_writable_dir, read_grey, read_pixel_size, write_boundary_png,
-                                    write_csv, write_png, write_tiff)
+    from grainforge.data.io import check_pixel_size, ensure_writable_dir, read_grey, read_pixel_size, write_csv, write_png
     from grainforge.grainsize import MIN_GRAINS_PER_FIELD
     from grainforge.progress import progress_bar
     from grainforge.runinfo import RunRecord
+    from grainforge.segment.postprocess import postprocess
 
     um_per_px = check_pixel_size(um_per_px, "um_per_px")
+    load_start = time.perf_counter()
     probability_of, config, model_path, device_name = load_segmenter(model_dir, device)
+    load_s = time.perf_counter() - load_start
     files = gather_images(inputs)
     out = ensure_writable_dir(out)
     record = RunRecord(out, command="segment predict", config=config_to_dict(config), seed=None)
+    record.data["timings_s"]["model loading"] = load_s  # timed before the record could exist (it needs the config)
     sizes = {path: um_per_px if um_per_px is not None else read_pixel_size(path) for path in files}
     summary = []
-    with progress_bar(disable=not progress) as bar:
+    with progress_bar(disable=not progress) as bar, _Writer() as writer:
         task = bar.add_task("segment predict", total=len(files))
         for path in files:
-            image = read_grey(path)
-            size = sizes[path]
-            probability, boundary, labels = segment_image(probability_of, image, config, threshold_only, record.phase)
+            stem, size = path.stem, sizes[path]
+            with record.phase("reading"):
+                image = read_grey(path)
+            with record.phase("inference"):
+                probability = probability_of(image)
+            writer.submit(lambda stem=stem, probability=probability: write_png(
+                out / "probabilities" / f"{stem}.png", to_uint8(probability), PNG_COMPRESS_LEVEL))
             with record.phase("post-processing"):
+                boundary, labels = postprocess(probability, config, threshold_only=threshold_only)
+            writer.submit(_write_maps, out, stem, image, boundary, labels, size)
+            with record.phase("grain table"):
                 rows = grain_rows(boundary, labels, size)
-            stem = path.stem
-            write_png(out / "probabilities" / f"{stem}.png", to_uint8(probability))
-            write_boundary_png(out / "boundaries" / f"{stem}.png", boundary)
-            write_tiff(out / "labels" / f"{stem}.tif", labels.astype(np.uint16 if labels.max() < 2**16 else np.uint32), size)
-            write_png(out / "overlays" / f"{stem}.png", overlay(image, boundary))
-            write_csv(out / "grains" / f"{stem}.csv", rows, GRAIN_CSV_COLUMNS if size else GRAIN_CSV_COLUMNS[:6])
-            summary.append(summary_row(stem, labels, rows, size))
+                summary.append(summary_row(stem, labels, rows, size))
+            writer.submit(write_csv, out / "grains" / f"{stem}.csv", rows, GRAIN_CSV_COLUMNS if size else GRAIN_CSV_COLUMNS[:6])
+            writer.raise_failure()
             bar.update(task, advance=1)
+        with record.phase("writing"):  # what the writer still has to do after the last image's computation
+            writer.finish()
     few = [row for row in summary if row["n_grains_weighted"] < MIN_GRAINS_PER_FIELD]
     if few and any(size is not None for size in sizes.values()):
         warnings.warn(f"{len(few)} of {len(summary)} fields (e.g. {few[0]['image']}: {few[0]['n_grains_weighted']:g}) hold "
