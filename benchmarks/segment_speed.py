@@ -250,7 +250,7 @@ def main() -> None:
           f"{post['ours']:.2f}")
     print(f"postprocess_{WIDTH}x{HEIGHT}_skimage_watershed_s: {post['skimage']:.2f}  (skimage / ours: "
           f"{post['skimage'] / post['ours']:.1f}; same boundaries: {'yes' if same else 'NO'})")
-    table_s = seconds(lambda: grain_rows(boundary, labels, 0.2), 1)
+    table_s = seconds(lambda: grain_rows(labels, 0.2), 1)
     print(f"grain_table_{WIDTH}x{HEIGHT}_s (segment predict's grains/*.csv): {table_s:.2f}")
     print(f"predict_{WIDTH}x{HEIGHT}_total_s (tiled inference + post-processing + grain table): "
           f"{tiled_s + post['ours'] + table_s:.2f}")

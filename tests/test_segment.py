@@ -177,7 +177,7 @@ def test_grain_rows_and_summary_on_a_known_map():
     ids[5:15, 15:25] = 2  # an interior 10 x 10 grain inside grain 1
     boundary = boundary_from_ids(ids)
     labels = label_grains(boundary)
-    rows = grain_rows(boundary, labels, um_per_px=2.0)
+    rows = grain_rows(labels, um_per_px=2.0)
     assert len(rows) == 3
     inner = next(r for r in rows if not r["touches_border"])
     assert inner["area_px"] == 9 * 9  # boundary_from_ids takes its last row and column
@@ -198,7 +198,7 @@ def test_summary_counts_no_grain_below_three_pixels():
     boundary[3:6, 3:6] = True
     boundary[4, 4] = False  # a 1-pixel grain inside a ring: a fragment of the boundary network
     labels = label_grains(boundary)
-    summary = summary_row("x", labels, grain_rows(boundary, labels), um_per_px=None)
+    summary = summary_row("x", labels, grain_rows(labels), um_per_px=None)
     assert summary["n_grains"] == 3 and summary["n_grains_weighted"] == 1.0
 
 

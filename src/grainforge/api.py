@@ -247,7 +247,7 @@ def segment_image(model: Segmenter | str | os.PathLike, image: np.ndarray, um_pe
     _check_pixel_size(um_per_px)
     model = model if isinstance(model, Segmenter) else load_segmenter(model)
     _, boundary, labels = segment(model.probability, as_grey(image), model.config, threshold_only)
-    rows = grain_rows(boundary, labels, um_per_px)
+    rows = grain_rows(labels, um_per_px)
     columns = GRAIN_CSV_COLUMNS if um_per_px is not None else GRAIN_CSV_COLUMNS[:6]
     return Segmentation(boundary, labels, {name: np.array([row[name] for row in rows]) for name in columns})
 
@@ -308,7 +308,7 @@ def grain_size(labels: np.ndarray, um_per_px: float | None = None) -> dict[str, 
         raise UserError(f"labels: dtype {array.dtype}; pass integer grain labels (0 = boundary) or a bool boundary map")
     boundary = array if array.dtype == bool else array == 0
     grains = label_grains(boundary)
-    summary = summary_row("", grains, grain_rows(boundary, grains, um_per_px), um_per_px)
+    summary = summary_row("", grains, grain_rows(grains, um_per_px), um_per_px)
     summary.pop("image")
     intercept = field_grain_size(grains, um_per_px)
     summary.update(mean_intercept_px=intercept.mean_intercept / intercept.scale, anisotropy=intercept.anisotropy)
