@@ -112,7 +112,7 @@ SEGMENT_PRESETS: dict[str, SegmentConfig] = {
     # laptop scale: a few minutes on 2 CPU cores (see benchmarks/segment_speed.py)
     "cpu-small": SegmentConfig(
         width=8, depth=4, iters=800, batch_size=8, crop=128, lr=2e-3, lr_schedule="cosine",
-        val_every=200, checkpoint_every=100, tile=256, min_grain_area=20,
+        val_every=200, checkpoint_every=100, tile=256, min_grain_area=20, photometric=1.0,
     ),
 }
 
