@@ -77,6 +77,8 @@ def run_recipe(out: Path, recipe: str, recipes: dict, seed: int, real_train: Pat
     config, extras = recipes[recipe]
     folder = out / "rows" / (f"{recipe}_s{seed}" if config is None or not tag else f"{recipe}-{tag}_s{seed}")
     trained = folder / "metrics.json"  # written once predictions exist; holds the training seconds
+    if config is not None and (folder / "model" / "config.yaml").is_file():
+        check_cached_config(folder, config)
     if not trained.is_file():
         t0 = time.perf_counter()
         if recipe == "forest":
@@ -94,6 +96,21 @@ def run_recipe(out: Path, recipe: str, recipes: dict, seed: int, real_train: Pat
     train_s = json.loads(trained.read_text())["train_s"]
     return {"recipe": folder.name.rsplit("_s", 1)[0], "seed": seed, **score(folder / "pred" / "boundaries", real_test),
             "train_s": train_s}
+
+
+def check_cached_config(folder: Path, config) -> None:
+    """Exit when the U-Net cached in ``folder`` was trained with another config than ``config``: rows are
+    cached by name only, so a changed default (or a changed ``--unet-set`` under the same ``--tag``) would
+    otherwise re-score a model the command no longer trains."""
+    from grainforge.config import load_config
+    from grainforge.segment import SegmentConfig
+
+    saved = load_config(SegmentConfig, folder / "model" / "config.yaml", {})
+    changed = [f"{f.name} {getattr(saved, f.name)} -> {getattr(config, f.name)}" for f in dataclasses.fields(config)
+               if getattr(saved, f.name) != getattr(config, f.name)]
+    if changed:
+        raise SystemExit(f"{folder}: cached model was trained with other settings ({'; '.join(changed)}); "
+                         "give this run its own --tag (with --unet-set) or move the folder away")
 
 
 def centre_line_ceiling(out: Path, test: list, real_test: Path) -> dict:
