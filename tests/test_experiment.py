@@ -174,6 +174,14 @@ def test_run_experiment_with_fake_rows_resumes_and_guards_the_config(tmp_path: P
     more_seeds = replace(config, seeds=[0, 1])
     run_experiment(more_seeds, tmp_path / "run", progress=False, row_fn=again)
     assert {s.seed for s in again.calls} == {1}  # only the new seed's rows
+    # a run folder started by a grainforge whose cpu-small preset had no photometric field (its default, 0, applied):
+    # the same experiment config would now train other rows, so resuming it is refused
+    stages_path = tmp_path / "run" / "stages.yaml"
+    stages = yaml.safe_load(stages_path.read_text())
+    assert stages["segment"].pop("photometric") == 1.0
+    stages_path.write_text(yaml.safe_dump(stages))
+    with pytest.raises(UserError, match=r"presets changed since this run started \(segment.photometric 0.0 -> 1.0\)"):
+        run_experiment(more_seeds, tmp_path / "run", progress=False, row_fn=again)
 
 
 # ---------------------------------------------------------------- report

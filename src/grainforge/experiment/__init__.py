@@ -19,11 +19,11 @@ from pathlib import Path
 import yaml
 
 from grainforge.config import config_from_dict, config_to_dict, save_config
-from grainforge.data.io import ensure_writable_dir
+from grainforge.data.io import atomic_path, ensure_writable_dir
 from grainforge.errors import UserError
 from grainforge.experiment.artefacts import prepare_artefacts
 from grainforge.experiment.config import (BUILTIN_DEMO, TABLES, ExperimentConfig, load_experiment_config,
-                                          shipped_configs)
+                                          segment_config, shipped_configs, style_config)
 from grainforge.experiment.layout import RunLayout
 from grainforge.experiment.report import render_report
 from grainforge.experiment.rows import compute_row
@@ -53,6 +53,40 @@ def check_same_config(run_dir: Path, config: ExperimentConfig) -> None:
     if changed:
         raise UserError(f"{saved_path}: this run folder was started with different {', '.join(changed)}; "
                         "rerun with the same config or choose a new run folder")
+    check_same_stages(run_dir, config)
+
+
+STAGES_FILE = "stages.yaml"
+"""The pix2pix and U-Net configs a run's rows train with, every field resolved from its preset."""
+
+
+def resolved_stages(config: ExperimentConfig) -> dict:
+    """{"style": ..., "segment": ...}: the stage configs as plain dicts, presets and overrides resolved."""
+    return {"style": config_to_dict(style_config(config)), "segment": config_to_dict(segment_config(config))}
+
+
+def check_same_stages(run_dir: Path, config: ExperimentConfig) -> None:
+    """UserError if a preset changed under RUN_DIR since it started (a new grainforge with other defaults):
+    the experiment config names presets, so it can be equal while the rows would train differently.
+    A field the saved copy lacks takes its dataclass default, the behaviour before the field existed."""
+    from grainforge.segment import SegmentConfig
+    from grainforge.style import StyleConfig
+
+    saved_path = run_dir / STAGES_FILE
+    if not saved_path.is_file():
+        return
+    saved = yaml.safe_load(saved_path.read_text()) or {}
+    current = resolved_stages(config)
+    changed = []
+    for stage, cls in (("style", StyleConfig), ("segment", SegmentConfig)):
+        try:
+            before = config_to_dict(config_from_dict(cls, saved.get(stage, {}), f"{saved_path}: {stage}"))
+        except UserError:
+            before = saved.get(stage, {})  # a field since removed or renamed: compare as written
+        changed += [f"{stage}.{k} {before.get(k)} -> {v}" for k, v in current[stage].items() if before.get(k) != v]
+    if changed:
+        raise UserError(f"{saved_path}: the presets changed since this run started ({'; '.join(changed)}); "
+                        "choose a new run folder, or set the old values as overrides in the config")
 
 
 def run_experiment(config: ExperimentConfig, run_dir: str | Path, jobs: int = 1, progress: bool = True,
@@ -70,6 +104,8 @@ def run_experiment(config: ExperimentConfig, run_dir: str | Path, jobs: int = 1,
     run_dir = ensure_writable_dir(run_dir)
     check_same_config(run_dir, config)
     save_config(config, run_dir / "config.yaml")
+    with atomic_path(run_dir / STAGES_FILE) as path:
+        path.write_text(yaml.safe_dump(resolved_stages(config), sort_keys=False))
     record = RunRecord(run_dir, command="experiment", config=config_to_dict(config), seed=config.seeds[0])
     layout = RunLayout(run_dir)
     if jobs == 1 and cluster is None:
