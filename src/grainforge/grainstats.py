@@ -42,7 +42,12 @@ MIN_AREA_PX = 3
 def label_grains_min_area(boundary: np.ndarray, min_area_px: int = MIN_AREA_PX) -> np.ndarray:
     """:func:`grainforge.grains.label_grains` of a bool boundary map with the grains below
     ``min_area_px`` pixels set to 0 (boundary); the other grains keep their numbers."""
-    labels = label_grains(boundary)
+    return drop_small_grains(label_grains(boundary), min_area_px)
+
+
+def drop_small_grains(labels: np.ndarray, min_area_px: int = MIN_AREA_PX) -> np.ndarray:
+    """int32 copy of a label map (0 = boundary) with the grains below ``min_area_px`` pixels set to 0;
+    the other grains keep their numbers."""
     small = grain_areas(labels) < min_area_px
     small[0] = True
     return np.where(small[labels], 0, labels).astype(np.int32)

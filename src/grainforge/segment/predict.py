@@ -63,17 +63,14 @@ def summary_row(stem: str, labels: np.ndarray, rows: list[dict], um_per_px: floa
     with a pixel size also grains per mm² and the planimetric G.
     """
     from grainforge.grainsize import astm_g_from_grains_per_mm2, planimetric_count
-    from grainforge.grainstats import MIN_AREA_PX
+    from grainforge.grainstats import drop_small_grains
 
     height, width = labels.shape
     interior = [r["area_px"] for r in rows if not r["touches_border"]]
     areas = interior or [r["area_px"] for r in rows]
-    fragment = np.zeros(int(labels.max(initial=0)) + 1, dtype=bool)  # label_grains_min_area(labels == 0), not relabelled
-    fragment[np.array([r["grain"] for r in rows if r["area_px"] < MIN_AREA_PX], dtype=np.int64)] = True
-    fragment[0] = True
     summary = {"image": stem, "height_px": height, "width_px": width, "n_grains": len(rows),
                "n_interior_grains": len(interior), "mean_area_px": float(np.mean(areas)) if areas else float("nan"),
-               "n_grains_weighted": planimetric_count(np.where(fragment[labels], 0, labels))["n_weighted"]}
+               "n_grains_weighted": planimetric_count(drop_small_grains(labels))["n_weighted"]}
     if um_per_px is not None:
         n_a = summary["n_grains_weighted"] / (height * width * (um_per_px * 1e-3) ** 2)
         summary.update(um_per_px=um_per_px, mean_area_um2=summary["mean_area_px"] * um_per_px**2,
