@@ -167,18 +167,12 @@ def run_rows(specs: Sequence[RowSpec], row_fn: RowFunction, results_path: str | 
 def threads_here(settings: ClusterConfig) -> Iterator[int]:
     """The torch threads of the steps and rows of a run in this process (``--jobs 1``): ``settings.cores``,
     else the threads torch has when the run starts (OMP_NUM_THREADS, the CPUs, or the caller's
-    ``torch.set_num_threads``); torch's count is put back on exit.
-
-    numba's OpenMP pool, when it starts (the first Potts sweep), sets the OpenMP threads of the thread
-    that starts it, torch's included, to NUMBA_NUM_THREADS; torch re-reads its own setting only once
-    per thread, so models trained after the simulation would get NUMBA_NUM_THREADS threads
-    (docs/design.md §9.6). The pool is started here, before the threads are set.
+    ``torch.set_num_threads``); torch's count is put back on exit. (Starting numba's OpenMP pool would
+    change torch's count; ``simulate`` puts it back itself, docs/design.md §9.6.)
     """
-    import numba
     import torch
 
     before = torch.get_num_threads()
-    numba.get_num_threads()  # starts numba's pool if it has not started
     try:
         yield settings.cores or before
     finally:
