@@ -8,6 +8,8 @@ real images and with the same budget:
 - ``mix-1px``: U-Net on real + pix2pix-synthetic images painted on 1-px Potts sections (the old recipe);
 - ``mix``: the same with the sections drawn at the real labels' line width;
 - ``pretrain``: synthetic-only pre-training for the first half, real-only fine-tuning after.
+- ``render``: U-Net on real + the same width-matched sections rendered by the virtual microscope
+  (``grainforge.microscope``, the hard preset's random look per image; no GAN), half of each batch.
 
 and prints one CSV row per recipe (MAP, ARI, boundary F1 on the real test images, training seconds),
 also written to ``OUT/results.csv``. Artefacts are cached in OUT, so a rerun only does what is missing.
@@ -34,7 +36,7 @@ from grainforge.grainstats import mean_grain_area
 from grainforge.labelwidth import ONE_PIXEL_WIDTH_PX, mean_line_width, same_width
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-RECIPES = ("real", "forest", "mix-1px", "mix", "pretrain")
+RECIPES = ("real", "forest", "mix-1px", "mix", "pretrain", "render")
 
 
 def load_split(name: str, shared: Path) -> tuple[list, list]:
@@ -143,6 +145,7 @@ def main() -> None:
     parser.add_argument("--style-upsample", default="transpose", help="pix2pix decoder up-sampling: transpose | resize")
     args = parser.parse_args()
 
+    from grainforge.microscope import render_label_folder
     from grainforge.potts import simulate
     from grainforge.sections import slice_run
     from grainforge.segment import SEGMENT_PRESETS
@@ -179,6 +182,9 @@ def main() -> None:
             apply_style(style_dir, labels, folder, device="cpu", seed=args.seed, progress=False,
                         match_width=key == "matched")
         synthetic[key] = folder
+    renders = out / "renders-matched"
+    if not (renders / "run.json").is_file():
+        render_label_folder(sections["matched"], renders, seed=args.seed, preset="hard", progress=False)
 
     unet = dataclasses.replace(SEGMENT_PRESETS["cpu-small"], iters=args.unet_iters, val_fraction=0.0)
     if args.unet_set:
@@ -195,6 +201,7 @@ def main() -> None:
         "mix-1px": (unet, [synthetic["1px"]]),
         "mix": (unet, [synthetic["matched"]]),
         "pretrain": (dataclasses.replace(unet, real_share=0.0, extra_until=0.5), [synthetic["matched"]]),
+        "render": (unet, [renders]),
     }
     rows = [centre_line_ceiling(out, test, real_test)]
     print(f"{args.data},centre-line of the truth,as traced MAP {rows[0]['map_as_traced']:.3f} ARI {rows[0]['ari_as_traced']:.3f}")
