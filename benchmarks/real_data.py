@@ -10,6 +10,7 @@ real images and with the same budget:
 - ``pretrain``: synthetic-only pre-training for the first half, real-only fine-tuning after.
 - ``render``: U-Net on real + the same width-matched sections rendered by the virtual microscope
   (``grainforge.microscope``, the hard preset's random look per image; no GAN), half of each batch.
+- ``mix-render``: real + both (pix2pix images and renders of the width-matched sections), a quarter each.
 
 and prints one CSV row per recipe (MAP, ARI, boundary F1 on the real test images, training seconds),
 also written to ``OUT/results.csv``. Artefacts are cached in OUT, so a rerun only does what is missing.
@@ -36,7 +37,7 @@ from grainforge.grainstats import mean_grain_area
 from grainforge.labelwidth import ONE_PIXEL_WIDTH_PX, mean_line_width, same_width
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-RECIPES = ("real", "forest", "mix-1px", "mix", "pretrain", "render")
+RECIPES = ("real", "forest", "mix-1px", "mix", "pretrain", "render", "mix-render")
 
 
 def load_split(name: str, shared: Path) -> tuple[list, list]:
@@ -202,6 +203,7 @@ def main() -> None:
         "mix": (unet, [synthetic["matched"]]),
         "pretrain": (dataclasses.replace(unet, real_share=0.0, extra_until=0.5), [synthetic["matched"]]),
         "render": (unet, [renders]),
+        "mix-render": (unet, [synthetic["matched"], renders]),
     }
     rows = [centre_line_ceiling(out, test, real_test)]
     print(f"{args.data},centre-line of the truth,as traced MAP {rows[0]['map_as_traced']:.3f} ARI {rows[0]['ari_as_traced']:.3f}")
