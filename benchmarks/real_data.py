@@ -105,12 +105,13 @@ def check_cached_config(folder: Path, config) -> None:
     """Exit when the U-Net cached in ``folder`` was trained with another config than ``config``: rows are
     cached by name only, so a changed default (or a changed ``--unet-set`` under the same ``--tag``) would
     otherwise re-score a model the command no longer trains."""
-    from grainforge.config import load_config
-    from grainforge.segment import SegmentConfig
+    import yaml
 
-    saved = load_config(SegmentConfig, folder / "model" / "config.yaml", {})
-    changed = [f"{f.name} {getattr(saved, f.name)} -> {getattr(config, f.name)}" for f in dataclasses.fields(config)
-               if getattr(saved, f.name) != getattr(config, f.name)]
+    from grainforge.config import changed_fields
+
+    saved_path = folder / "model" / "config.yaml"
+    changed = [f"{key} {before} -> {now}" for key, (before, now) in
+               changed_fields(type(config), yaml.safe_load(saved_path.read_text()) or {}, config, str(saved_path)).items()]
     if changed:
         raise SystemExit(f"{folder}: cached model was trained with other settings ({'; '.join(changed)}); "
                          "give this run its own --tag (with --unet-set) or move the folder away")

@@ -131,6 +131,18 @@ def config_to_dict(config: Any) -> dict:
     return dataclasses.asdict(config)
 
 
+def changed_fields(cls: type[T], saved: dict, current: T, where: str) -> dict[str, tuple[Any, Any]]:
+    """{field: (saved value, current value)} for every top-level field where ``current`` differs from the
+    ``cls`` config saved as ``saved`` (a plain dict as written). A field the saved copy lacks takes its
+    default, the behaviour before the field existed; a copy that no longer loads (a field since removed or
+    renamed) is compared as written. ``where`` names the saved copy in load errors (not raised)."""
+    try:
+        before = config_to_dict(config_from_dict(cls, saved, where))
+    except UserError:
+        before = saved
+    return {key: (before.get(key), value) for key, value in config_to_dict(current).items() if before.get(key) != value}
+
+
 def save_config(config: Any, path: str | os.PathLike) -> None:
     """Write a config as YAML, atomically."""
     from grainforge.data.io import atomic_path

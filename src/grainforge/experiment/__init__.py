@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from grainforge.config import config_from_dict, config_to_dict, save_config
+from grainforge.config import changed_fields, config_to_dict, save_config
 from grainforge.data.io import atomic_path, ensure_writable_dir
 from grainforge.errors import UserError
 from grainforge.experiment.artefacts import prepare_artefacts
@@ -44,12 +44,7 @@ def check_same_config(run_dir: Path, config: ExperimentConfig) -> None:
     if not saved_path.is_file():
         return
     saved = yaml.safe_load(saved_path.read_text()) or {}
-    try:  # keys added since the run started take their defaults, so they do not count as changes
-        saved = config_to_dict(config_from_dict(ExperimentConfig, saved, str(saved_path)))
-    except UserError:
-        pass  # a key since removed or renamed: compare as written
-    current = config_to_dict(config)
-    changed = sorted(k for k in current if k not in RESUMABLE_CHANGES and saved.get(k) != current[k])
+    changed = sorted(set(changed_fields(ExperimentConfig, saved, config, str(saved_path))) - set(RESUMABLE_CHANGES))
     if changed:
         raise UserError(f"{saved_path}: this run folder was started with different {', '.join(changed)}; "
                         "rerun with the same config or choose a new run folder")
@@ -68,22 +63,15 @@ def resolved_stages(config: ExperimentConfig) -> dict:
 def check_same_stages(run_dir: Path, config: ExperimentConfig) -> None:
     """UserError if a preset changed under RUN_DIR since it started (a new grainforge with other defaults):
     the experiment config names presets, so it can be equal while the rows would train differently.
-    A field the saved copy lacks takes its dataclass default, the behaviour before the field existed."""
-    from grainforge.segment import SegmentConfig
-    from grainforge.style import StyleConfig
-
+    Fields are compared as :func:`grainforge.config.changed_fields` does."""
     saved_path = run_dir / STAGES_FILE
     if not saved_path.is_file():
         return
     saved = yaml.safe_load(saved_path.read_text()) or {}
-    current = resolved_stages(config)
-    changed = []
-    for stage, cls in (("style", StyleConfig), ("segment", SegmentConfig)):
-        try:
-            before = config_to_dict(config_from_dict(cls, saved.get(stage, {}), f"{saved_path}: {stage}"))
-        except UserError:
-            before = saved.get(stage, {})  # a field since removed or renamed: compare as written
-        changed += [f"{stage}.{k} {before.get(k)} -> {v}" for k, v in current[stage].items() if before.get(k) != v]
+    changed = [f"{stage}.{key} {before} -> {now}"
+               for stage, current in (("style", style_config(config)), ("segment", segment_config(config)))
+               for key, (before, now) in changed_fields(type(current), saved.get(stage, {}), current,
+                                                        f"{saved_path}: {stage}").items()]
     if changed:
         raise UserError(f"{saved_path}: the presets changed since this run started ({'; '.join(changed)}); "
                         "choose a new run folder, or set the old values as overrides in the config")
